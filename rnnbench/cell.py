@@ -1,0 +1,194 @@
+"""The ``RNNCell`` protocol every backend implements, and a base class that does the checking.
+
+A cell is used in two ways:
+- ``forward(x, h0)``: NumPy in, NumPy out, for equivalence checks and porting.
+- ``prepare`` / ``run`` / ``synchronize`` / ``fetch``: the benchmark's split, so that the timer
+  covers only ``run`` + ``synchronize`` (the input is already on the device, the output stays
+  there).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from rnnbench.arrays import check_shape, float_array, resolve_dtype
+from rnnbench.errors import BackendUnavailableError, ShapeError, SpecError
+from rnnbench.spec import RNNSpec
+from rnnbench.weights import RNNWeights
+
+
+@runtime_checkable
+class RNNCell(Protocol):
+    """What rnnbench needs of a backend (see ``BaseCell`` for a ready implementation)."""
+
+    name: str
+    device: str
+    dtype: np.dtype
+    variant: str
+
+    def load(self, weights: RNNWeights) -> None:
+        """Copy canonical weights into the library (cast to the cell's dtype)."""
+
+    def forward(
+        self, x: np.ndarray, h0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the layer: x (batch, time, input) -> y (batch, time, dirs*hidden) and
+        h_n (layers*dirs, batch, hidden), as torch.nn.RNN(batch_first=True) returns them."""
+        ...
+
+    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+        """Put a checked input on the device; the result is what ``run`` takes."""
+
+    def run(self, prepared: Any) -> Any:
+        """The recurrence alone; its result stays on the device (may still be in flight)."""
+
+    def synchronize(self, result: Any) -> None:
+        """Block until ``result`` is computed (the library's own way)."""
+
+    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``result`` as NumPy arrays (y, h_n)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Library, version, device, dtype, variant and the dispatch path that ran."""
+        ...
+
+
+def check_inputs(
+    spec: RNNSpec, x: Any, h0: Any, dtype: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate and cast an input (and an initial state) for ``spec``."""
+    arr = float_array("x", x, dtype)
+    if arr.ndim != 3:
+        raise ShapeError(
+            f"x has {arr.ndim} axes (shape {arr.shape}); expected 3: (batch, time, "
+            f"input_size={spec.input_size})",
+            "add the missing axis, e.g. x[None] for one sequence, or x[:, :, None] for one "
+            "feature",
+        )
+    batch, time, features = arr.shape
+    if features != spec.input_size:
+        raise ShapeError(
+            f"x has {features} features on its last axis, the spec's input_size is "
+            f"{spec.input_size}",
+            "inputs are batch-major (batch, time, features); transpose time-major data first",
+        )
+    if batch < 1 or time < 1:
+        raise ShapeError(f"x has shape {arr.shape}; batch and time must both be >= 1")
+    if h0 is None:
+        return np.ascontiguousarray(arr), None
+    state = float_array("h0", h0, dtype)
+    check_shape(
+        "h0", state, (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
+    )
+    return np.ascontiguousarray(arr), np.ascontiguousarray(state)
+
+
+def library_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class BaseCell(ABC):
+    """Validation, dtype handling and ``forward`` for adapters; subclasses fill in the library.
+
+    Subclasses set ``name``, ``distribution`` (for the version), ``devices``, ``variants`` and
+    ``dtypes``, and implement ``_load``, ``prepare``, ``run`` and ``fetch`` (``synchronize`` is a
+    no-op unless the library computes asynchronously).
+    """
+
+    name: ClassVar[str] = "base"
+    distribution: ClassVar[str | None] = None
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    variants: ClassVar[tuple[str, ...]] = ("default",)
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+
+    def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
+        self.dtype = resolve_dtype(dtype)
+        if str(self.dtype) not in self.dtypes:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} does not compute in {self.dtype}",
+                f"use dtype {' or '.join(self.dtypes)}",
+            )
+        if device not in self.devices:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} has no device {device!r}",
+                f"use device {' or '.join(repr(d) for d in self.devices)}",
+            )
+        self.device = device
+        variant = variant or self.variants[0]
+        if variant not in self.variants:
+            raise SpecError(
+                f"backend {self.name!r} has no variant {variant!r}",
+                f"use one of {', '.join(self.variants)}",
+            )
+        self.variant = variant
+        self._spec: RNNSpec | None = None
+
+    @property
+    def spec(self) -> RNNSpec:
+        if self._spec is None:
+            raise SpecError(
+                f"backend {self.name!r} has no weights yet", "call cell.load(weights) first"
+            )
+        return self._spec
+
+    def load(self, weights: RNNWeights) -> None:
+        if not isinstance(weights, RNNWeights):
+            raise SpecError(
+                f"load() takes RNNWeights, got {type(weights).__name__}",
+                "convert first, e.g. RNNWeights.from_torch(state_dict)",
+            )
+        weights = weights.astype(self.dtype)
+        self._load(weights)
+        self._spec = weights.spec
+
+    def forward(
+        self, x: np.ndarray, h0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        result = self.run(self.prepare(x, h0))
+        self.synchronize(result)
+        return self.fetch(result)
+
+    def check_inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        return check_inputs(self.spec, x, h0, self.dtype)
+
+    def synchronize(self, result: Any) -> None:  # noqa: B027 - synchronous libraries need none
+        """Nothing to wait for in a synchronous library."""
+
+    def zeros_state(self, batch: int) -> np.ndarray:
+        spec = self.spec
+        return np.zeros((spec.num_layers * spec.num_directions, batch, spec.hidden_size), self.dtype)
+
+    def path(self) -> str:
+        """The dispatch path that ran (e.g. 'cudnn', 'xla-jit'); subclasses refine it."""
+        return self.variant
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "library": self.distribution,
+            "version": library_version(self.distribution) if self.distribution else None,
+            "device": self.device,
+            "dtype": str(self.dtype),
+            "variant": self.variant,
+            "path": self.path(),
+        }
+
+    @abstractmethod
+    def _load(self, weights: RNNWeights) -> None: ...
+
+    @abstractmethod
+    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any: ...
+
+    @abstractmethod
+    def run(self, prepared: Any) -> Any: ...
+
+    @abstractmethod
+    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]: ...

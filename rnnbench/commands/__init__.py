@@ -1,0 +1,1 @@
+"""One module per ``rnnbench`` subcommand (see ``rnnbench/cli.py``)."""

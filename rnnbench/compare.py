@@ -1,0 +1,224 @@
+"""``compare``: every available backend against the float64 NumPy reference."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rnnbench.arrays import resolve_dtype
+from rnnbench.cell import RNNCell, check_inputs
+from rnnbench.errors import BackendUnavailableError, RNNBenchError, ToleranceError
+from rnnbench.registry import backend_info, get_backend, list_backends
+from rnnbench.tolerances import Tolerance, comparable_steps, step_ages, tolerance_for
+from rnnbench.weights import RNNWeights
+
+REFERENCE = "numpy"
+
+
+@dataclass
+class BackendComparison:
+    """One backend in one dtype against the reference."""
+
+    backend: str
+    dtype: str
+    status: str  # "pass" | "fail" | "error" | "skipped"
+    device: str = "cpu"
+    max_abs: float = math.nan
+    max_rel: float = math.nan
+    first_bad_step: int | None = None
+    first_bad_index: tuple[int, int] | None = None  # (batch, feature) at first_bad_step
+    h_n_max_abs: float = math.nan
+    tolerance: str = ""
+    checked_steps: int = 0
+    reason: str | None = None
+    path: str | None = None
+    version: str | None = None
+    error_per_step: list[float] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass
+class CompareResult:
+    """All comparisons of one case; prints as a table, ``assert_close()`` raises on a failure."""
+
+    case: str
+    batch: int
+    seq_len: int
+    rows: list[BackendComparison]
+
+    @property
+    def passed(self) -> bool:
+        """No backend failed or broke (skipped ones are listed, not counted as failures)."""
+        return all(r.status in ("pass", "skipped") for r in self.rows)
+
+    def row(self, backend: str, dtype: str = "float32") -> BackendComparison:
+        for r in self.rows:
+            if r.backend == backend and r.dtype == dtype:
+                return r
+        raise KeyError(f"no comparison for backend {backend!r} in {dtype}")
+
+    def table(self) -> str:
+        head = ("backend", "dtype", "device", "max abs err", "max rel err", "first bad step",
+                "verdict")
+        body = []
+        for r in self.rows:
+            bad = "-" if r.first_bad_step is None else f"t={r.first_bad_step} {r.first_bad_index}"
+            verdict = r.status.upper() if r.status != "skipped" else "skipped"
+            if r.reason and r.status != "pass":
+                verdict += f": {r.reason}"
+            body.append((r.backend, r.dtype, r.device, _fmt(r.max_abs), _fmt(r.max_rel), bad,
+                         verdict))
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+        widths[-1] = len(head[-1])
+        lines = [f"{self.case} (batch={self.batch}, T={self.seq_len})"]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def assert_close(self) -> None:
+        failed = [r for r in self.rows if r.status in ("fail", "error")]
+        if failed:
+            details = "\n".join(
+                f"- {r.backend} ({r.dtype}): {r.status}; {r.reason or ''} tolerance {r.tolerance}"
+                for r in failed
+            )
+            raise ToleranceError(
+                f"{len(failed)} backend(s) differ from the float64 reference:\n{self.table()}\n"
+                f"{details}",
+                "see the first bad step; a layout bug shows at t=0, drift grows with t",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2e}"
+
+
+def reference_forward(
+    weights: RNNWeights, x: np.ndarray, h0: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 reference: the NumPy backend on float64 weights and input."""
+    cell = get_backend(REFERENCE, dtype="float64")
+    cell.load(weights.astype(np.float64))
+    return cell.forward(np.asarray(x, np.float64), None if h0 is None else np.asarray(h0, np.float64))
+
+
+def measure(
+    y: np.ndarray,
+    h_n: np.ndarray,
+    ref_y: np.ndarray,
+    ref_h: np.ndarray,
+    tol: Tolerance,
+    ages: np.ndarray,
+) -> dict[str, Any]:
+    """Errors of one output against the reference, and where it first leaves the tolerance.
+
+    NaN never passes: comparisons are written so that NaN fails them (``not err <= bound``).
+    """
+    y64 = np.asarray(y, np.float64)
+    h64 = np.asarray(h_n, np.float64)
+    if y64.shape != ref_y.shape or h64.shape != ref_h.shape:
+        raise RNNBenchError(
+            f"output shapes y {y64.shape}, h_n {h64.shape} differ from the reference's "
+            f"{ref_y.shape}, {ref_h.shape}"
+        )
+    err = np.abs(y64 - ref_y)
+    err[np.isnan(y64)] = np.inf
+    bound = tol.atol[ages][None] + tol.rtol[ages][None] * np.abs(ref_y)
+    bad = ~(err <= bound)
+    h_err = np.abs(h64 - ref_h)
+    h_err[np.isnan(h64)] = np.inf
+    last = len(tol.atol) - 1
+    h_bad = ~(h_err <= tol.atol[last] + tol.rtol[last] * np.abs(ref_h))
+    rel = err / np.maximum(np.abs(ref_y), np.finfo(np.float64).tiny)
+    out: dict[str, Any] = {
+        "max_abs": float(err.max()),
+        "max_rel": float(np.where(np.abs(ref_y) > 1e-6, rel, 0.0).max()),
+        "h_n_max_abs": float(h_err.max()),
+        "error_per_step": [float(v) for v in err.max(axis=(0, 2))],
+        "first_bad_step": None,
+        "first_bad_index": None,
+        "passed": not bad.any() and not h_bad.any(),
+    }
+    if bad.any():
+        b, t, f = np.argwhere(bad.transpose(1, 0, 2))[0][[1, 0, 2]]
+        out["first_bad_step"] = int(t)
+        out["first_bad_index"] = (int(b), int(f))
+    elif h_bad.any():
+        out["first_bad_step"] = last
+    return out
+
+
+def compare(
+    weights: RNNWeights,
+    x: Any,
+    h0: Any = None,
+    backends: Iterable[str] | None = None,
+    *,
+    dtypes: Iterable[str] = ("float32",),
+    device: str = "cpu",
+    cells: Mapping[tuple[str, str], RNNCell] | None = None,
+) -> CompareResult:
+    """Run each backend (all registered ones by default) in each dtype against the reference.
+
+    Unknown backend names raise at once; a backend whose library is missing, or that cannot run
+    the dtype or device, is a ``skipped`` row with its reason; one that raises is an ``error``
+    row. ``cells`` may supply ready cells keyed by (backend, dtype), e.g. to reuse workers.
+    """
+    names = list(backends) if backends is not None else list_backends()
+    for name in names:
+        backend_info(name)  # unknown names fail before anything runs
+    xs, h = check_inputs(weights.spec, x, h0, np.float64)
+    ref_y, ref_h = reference_forward(weights, xs, h)
+    spec = weights.spec
+    batch, seq_len = xs.shape[:2]
+    ages = step_ages(seq_len, spec.num_directions, spec.num_layers, spec.hidden_size)
+    rows = []
+    for dtype_name in dtypes:
+        dtype = resolve_dtype(dtype_name)
+        tol = tolerance_for(weights, dtype, seq_len)
+        for name in names:
+            row = BackendComparison(backend=name, dtype=str(dtype), status="pass", device=device)
+            row.tolerance = tol.describe()
+            row.checked_steps = comparable_steps(tol)
+            try:
+                cell = (cells or {}).get((name, str(dtype))) or get_backend(name, device, dtype)
+                cell.load(weights.astype(dtype))
+                y, h_n = cell.forward(xs.astype(dtype), None if h is None else h.astype(dtype))
+                info = cell.info()
+                row.path, row.version = info.get("path"), info.get("version")
+                found = measure(y, h_n, ref_y, ref_h, tol, ages)
+            except BackendUnavailableError as exc:
+                row.status, row.reason = "skipped", str(exc).split("\nHint:")[0]
+                rows.append(row)
+                continue
+            except Exception as exc:
+                row.status, row.reason = "error", f"{type(exc).__name__}: {exc}".split("\n")[0]
+                rows.append(row)
+                continue
+            passed = found.pop("passed")
+            for key, value in found.items():
+                setattr(row, key, value)
+            if not passed:
+                row.status = "fail"
+                row.reason = "beyond tolerance"
+            rows.append(row)
+    case = f"{spec.describe()}, batch {batch}"
+    return CompareResult(case=case, batch=batch, seq_len=seq_len, rows=rows)

@@ -1,0 +1,239 @@
+"""Worker processes: run a backend's cell (or a whole job) in a process of its own.
+
+``ProcessCell`` looks and behaves like an in-process cell (``load``, ``forward``, ``info``); the
+worker behind it is started once per backend and kept for reuse until this process exits. A
+worker that crashes or hangs becomes a ``BackendRuntimeError`` here, naming the backend and the
+tail of the worker's stderr.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from rnnbench import wire
+from rnnbench.arrays import resolve_dtype
+from rnnbench.cell import check_inputs
+from rnnbench.errors import (
+    BackendRuntimeError,
+    BackendUnavailableError,
+    DTypeError,
+    RNNBenchError,
+    ShapeError,
+    SpecError,
+)
+from rnnbench.registry import BackendInfo
+from rnnbench.spec import RNNSpec
+from rnnbench.weights import RNNWeights
+
+# Errors a worker may raise that keep their class on this side (others become BackendRuntimeError).
+_PASS_THROUGH: dict[str, type[RNNBenchError]] = {
+    cls.__name__: cls
+    for cls in (BackendUnavailableError, DTypeError, ShapeError, SpecError, BackendRuntimeError)
+}
+
+
+def _worker_env(env: Mapping[str, str]) -> dict[str, str]:
+    merged = dict(os.environ)
+    merged.update(env)
+    # The worker must import this very rnnbench, even from a source checkout not installed.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in (here, merged.get("PYTHONPATH")) if p)
+    merged.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return merged
+
+
+class Worker:
+    """One ``python -m rnnbench.worker`` process and the pipe to it."""
+
+    def __init__(self, name: str, env: Mapping[str, str]) -> None:
+        self.name = name
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rnnbench.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=_worker_env(env),
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def request(
+        self,
+        header: dict[str, Any],
+        arrays: dict[str, np.ndarray] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        with self._lock:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            try:
+                wire.send(self.proc.stdin, header, arrays)  # type: ignore[arg-type]
+                reply, out = wire.receive(self.proc.stdout.fileno(), timeout)
+            except wire.WireTimeout as exc:
+                self.kill()
+                raise BackendRuntimeError(
+                    f"backend {self.name!r}: its worker gave no answer within {timeout} s to "
+                    f"{header.get('op')!r}; it was stopped",
+                    "raise the timeout, or use a smaller case",
+                ) from exc
+            except (wire.WireClosed, BrokenPipeError, OSError) as exc:
+                code = self.proc.wait()
+                raise BackendRuntimeError(
+                    f"backend {self.name!r}: its worker process died (exit code {code}) during "
+                    f"{header.get('op')!r}. Last lines of its stderr:\n{self.stderr_tail()}",
+                    "out of memory shows as exit code -9; run the backend alone to see more",
+                ) from exc
+        if not reply.get("ok"):
+            cls = _PASS_THROUGH.get(reply.get("error_type", ""), BackendRuntimeError)
+            message = f"backend {self.name!r} (in its worker process): {reply.get('message')}"
+            if cls is BackendRuntimeError:
+                message += f"\n--- worker traceback ---\n{reply.get('traceback', '').rstrip()}"
+            raise cls(message.split("\nHint: ")[0], reply.get("hint"))
+        return reply, out
+
+    def call(
+        self,
+        target: str,
+        arrays: dict[str, np.ndarray] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Run ``target`` ("module:function") in the worker; it returns (header, arrays)."""
+        reply, out = self.request({"op": "call", "target": target, "kwargs": kwargs}, arrays, timeout)
+        return reply["result"], out
+
+    def kill(self) -> None:
+        if self.alive:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.alive:
+            try:
+                self.request({"op": "exit"}, timeout=10)
+            except RNNBenchError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._stderr.close()
+
+
+_pool: dict[str, Worker] = {}
+_pool_lock = threading.Lock()
+
+
+def pooled_worker(info: BackendInfo) -> Worker:
+    """The shared worker for ``info`` (one per backend), restarted if it died."""
+    with _pool_lock:
+        worker = _pool.get(info.name)
+        if worker is None or not worker.alive:
+            worker = Worker(info.name, info.env)
+            _pool[info.name] = worker
+        return worker
+
+
+@atexit.register
+def shutdown_workers() -> None:
+    with _pool_lock:
+        for worker in _pool.values():
+            try:
+                worker.close()
+            except Exception:
+                worker.kill()
+        _pool.clear()
+
+
+class ProcessCell:
+    """An RNNCell whose library runs in a worker process (see the module docstring).
+
+    ``prepare``/``run``/``synchronize`` exist for protocol completeness, but a timing through
+    them would include the pipe; the benchmark runs its timing loop inside the worker instead.
+    """
+
+    def __init__(
+        self, info: BackendInfo, device: str = "cpu", dtype: Any = "float32",
+        variant: str | None = None,
+    ) -> None:
+        self.name = info.name
+        self.device = device
+        self.dtype = resolve_dtype(dtype)
+        self._worker = pooled_worker(info)
+        reply, _ = self._worker.request(
+            {"op": "new", "backend": info.name, "device": device, "dtype": str(self.dtype),
+             "variant": variant}
+        )
+        self._handle = reply["handle"]
+        self.variant: str = reply["variant"]
+        self._info: dict[str, Any] = reply["info"]
+        self._spec: RNNSpec | None = None
+
+    @property
+    def spec(self) -> RNNSpec:
+        if self._spec is None:
+            raise SpecError(f"backend {self.name!r} has no weights yet", "call cell.load(weights) first")
+        return self._spec
+
+    def _ensure_worker(self) -> None:
+        if not self._worker.alive:
+            raise BackendRuntimeError(
+                f"backend {self.name!r}: its worker process is gone (exit code "
+                f"{self._worker.proc.returncode})",
+                "get a new cell with rnnbench.get_backend",
+            )
+
+    def load(self, weights: RNNWeights) -> None:
+        self._ensure_worker()
+        weights = weights.astype(self.dtype)
+        self._worker.request(
+            {"op": "load", "handle": self._handle, "spec": weights.spec.to_dict()},
+            weights.arrays(),
+        )
+        self._spec = weights.spec
+
+    def forward(
+        self, x: np.ndarray, h0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._ensure_worker()
+        xs, h = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
+        arrays = {"x": xs} if h is None else {"x": xs, "h0": h}
+        reply, out = self._worker.request({"op": "forward", "handle": self._handle}, arrays)
+        self._info = reply.get("info", self._info)
+        return out["y"], out["h_n"]
+
+    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+        return check_inputs(self.spec, x, h0, self.dtype)
+
+    def run(self, prepared: Any) -> Any:
+        return self.forward(*prepared)
+
+    def synchronize(self, result: Any) -> None:
+        """``run`` already returned host arrays."""
+
+    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        return result  # type: ignore[no-any-return]
+
+    def info(self) -> dict[str, Any]:
+        return {**self._info, "process": "worker"}
+
+    def close(self) -> None:
+        if self._worker.alive:
+            self._worker.request({"op": "close", "handle": self._handle})
