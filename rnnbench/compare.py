@@ -17,6 +17,7 @@ from rnnbench.tolerances import Tolerance, comparable_steps, step_ages, toleranc
 from rnnbench.weights import RNNWeights
 
 REFERENCE = "numpy"
+SCHEMA = "rnnbench.check/1"
 
 
 @dataclass
@@ -100,6 +101,7 @@ class CompareResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "case": self.case,
             "batch": self.batch,
             "seq_len": self.seq_len,
