@@ -7,6 +7,7 @@ Keras/JAX scans split the work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,10 @@ import numpy as np
 from rnnbench.cell import BaseCell
 from rnnbench.weights import RNNWeights
 
-_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0, out=a)}
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": np.tanh,
+    "relu": lambda a: np.maximum(a, 0, out=a),
+}
 
 
 def rnn_forward(
@@ -36,11 +40,7 @@ def rnn_forward(
         outputs = []
         for d, dw in enumerate(row):
             index = k * spec.num_directions + d
-            h = (
-                np.zeros((batch, hidden), dtype)
-                if h0 is None
-                else np.array(h0[index], dtype=dtype)
-            )
+            h = np.zeros((batch, hidden), dtype) if h0 is None else np.array(h0[index], dtype=dtype)
             # One GEMM over all steps: (batch*time, in) @ (in, hidden), plus both biases.
             proj = layer_input @ dw.w_ih + (dw.b_ih + dw.b_hh)
             out = np.empty((batch, time, hidden), dtype)

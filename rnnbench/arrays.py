@@ -65,8 +65,7 @@ def check_finite(name: str, arr: np.ndarray) -> None:
         count = int((~finite).sum())
         index = tuple(int(i) for i in bad)
         raise NonFiniteError(
-            f"{name} holds {count} non-finite value(s); the first is {arr[index]} at index "
-            f"{index}",
+            f"{name} holds {count} non-finite value(s); the first is {arr[index]} at index {index}",
             f"check how {name} was produced; rnnbench only runs on finite numbers",
         )
 

@@ -33,9 +33,7 @@ class RNNCell(Protocol):
     def load(self, weights: RNNWeights) -> None:
         """Copy canonical weights into the library (cast to the cell's dtype)."""
 
-    def forward(
-        self, x: np.ndarray, h0: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run the layer: x (batch, time, input) -> y (batch, time, dirs*hidden) and
         h_n (layers*dirs, batch, hidden), as torch.nn.RNN(batch_first=True) returns them."""
         ...
@@ -67,8 +65,7 @@ def check_inputs(
         raise ShapeError(
             f"x has {arr.ndim} axes (shape {arr.shape}); expected 3: (batch, time, "
             f"input_size={spec.input_size})",
-            "add the missing axis, e.g. x[None] for one sequence, or x[:, :, None] for one "
-            "feature",
+            "add the missing axis, e.g. x[None] for one sequence, or x[:, :, None] for one feature",
         )
     batch, time, features = arr.shape
     if features != spec.input_size:
@@ -82,9 +79,7 @@ def check_inputs(
     if h0 is None:
         return np.ascontiguousarray(arr), None
     state = float_array("h0", h0, dtype)
-    check_shape(
-        "h0", state, (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-    )
+    check_shape("h0", state, (spec.num_layers * spec.num_directions, batch, spec.hidden_size))
     return np.ascontiguousarray(arr), np.ascontiguousarray(state)
 
 
@@ -149,9 +144,7 @@ class BaseCell(ABC):
         self._load(weights)
         self._spec = weights.spec
 
-    def forward(
-        self, x: np.ndarray, h0: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         result = self.run(self.prepare(x, h0))
         self.synchronize(result)
         return self.fetch(result)
@@ -164,7 +157,9 @@ class BaseCell(ABC):
 
     def zeros_state(self, batch: int) -> np.ndarray:
         spec = self.spec
-        return np.zeros((spec.num_layers * spec.num_directions, batch, spec.hidden_size), self.dtype)
+        return np.zeros(
+            (spec.num_layers * spec.num_directions, batch, spec.hidden_size), self.dtype
+        )
 
     def path(self) -> str:
         """The dispatch path that ran (e.g. 'cudnn', 'xla-jit'); subclasses refine it."""

@@ -66,16 +66,24 @@ class CompareResult:
         raise KeyError(f"no comparison for backend {backend!r} in {dtype}")
 
     def table(self) -> str:
-        head = ("backend", "dtype", "device", "max abs err", "max rel err", "first bad step",
-                "verdict")
+        head = (
+            "backend",
+            "dtype",
+            "device",
+            "max abs err",
+            "max rel err",
+            "first bad step",
+            "verdict",
+        )
         body = []
         for r in self.rows:
             bad = "-" if r.first_bad_step is None else f"t={r.first_bad_step} {r.first_bad_index}"
             verdict = r.status.upper() if r.status != "skipped" else "skipped"
             if r.reason and r.status != "pass":
                 verdict += f": {r.reason}"
-            body.append((r.backend, r.dtype, r.device, _fmt(r.max_abs), _fmt(r.max_rel), bad,
-                         verdict))
+            body.append(
+                (r.backend, r.dtype, r.device, _fmt(r.max_abs), _fmt(r.max_rel), bad, verdict)
+            )
         widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         widths[-1] = len(head[-1])
         lines = [f"{self.case} (batch={self.batch}, T={self.seq_len})"]
@@ -119,7 +127,9 @@ def reference_forward(
     """The float64 reference: the NumPy backend on float64 weights and input."""
     cell = get_backend(REFERENCE, dtype="float64")
     cell.load(weights.astype(np.float64))
-    return cell.forward(np.asarray(x, np.float64), None if h0 is None else np.asarray(h0, np.float64))
+    return cell.forward(
+        np.asarray(x, np.float64), None if h0 is None else np.asarray(h0, np.float64)
+    )
 
 
 def measure(

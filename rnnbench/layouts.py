@@ -176,9 +176,9 @@ def from_torch(
     rnn_like = {
         k
         for k in state
-        if k.startswith(prefix) and k[len(prefix) :].split("_l")[0] in ("weight_ih", "weight_hh",
-                                                                           "bias_ih", "bias_hh",
-                                                                           "weight_hr")
+        if k.startswith(prefix)
+        and k[len(prefix) :].split("_l")[0]
+        in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
     }
     extra = sorted(rnn_like - expected_keys)
     if extra:
@@ -263,8 +263,10 @@ def from_keras(
     obj = layer_or_weights
     per_layer: list[tuple[list[np.ndarray], bool, str | None, bool]] = []
     is_arrays = isinstance(obj, (list, tuple)) and all(hasattr(a, "shape") for a in obj)
-    is_nested = isinstance(obj, (list, tuple)) and obj and all(
-        isinstance(e, (list, tuple)) and all(hasattr(a, "shape") for a in e) for e in obj
+    is_nested = (
+        isinstance(obj, (list, tuple))
+        and obj
+        and all(isinstance(e, (list, tuple)) and all(hasattr(a, "shape") for a in e) for e in obj)
     )
     if is_arrays or is_nested:
         lists = [list(obj)] if is_arrays else [list(e) for e in obj]
@@ -329,7 +331,9 @@ def from_keras(
 def to_tf1(w: RNNWeights) -> Any:
     items: list[Any] = []
     for row in _pairs(w):
-        pairs = [(np.concatenate([w_ih, w_hh], axis=0), b_ih + b_hh) for w_ih, w_hh, b_ih, b_hh in row]
+        pairs = [
+            (np.concatenate([w_ih, w_hh], axis=0), b_ih + b_hh) for w_ih, w_hh, b_ih, b_hh in row
+        ]
         items.append(pairs[0] if len(pairs) == 1 else tuple(pairs))
     return _per_layer(w, items)
 
@@ -472,9 +476,7 @@ def _onnx_layer(W: Any, R: Any, B: Any, where: str) -> list[Arrays4]:
                 f"({dirs}, {2 * hidden}) = [Wb, Rb]",
                 "B concatenates the input and recurrent biases per direction",
             )
-    return [
-        (_t(W[d]), _t(R[d]), Bn[d, :hidden].copy(), Bn[d, hidden:].copy()) for d in range(dirs)
-    ]
+    return [(_t(W[d]), _t(R[d]), Bn[d, :hidden].copy(), Bn[d, hidden:].copy()) for d in range(dirs)]
 
 
 def from_onnx(
@@ -499,9 +501,7 @@ def from_onnx(
         triples = [tuple(t) + (None,) * (3 - len(t)) for t in W]
     else:
         triples = [(W, R, B)]
-    layers = [
-        _onnx_layer(w_, r_, b_, f"ONNX layer {k}") for k, (w_, r_, b_) in enumerate(triples)
-    ]
+    layers = [_onnx_layer(w_, r_, b_, f"ONNX layer {k}") for k, (w_, r_, b_) in enumerate(triples)]
     if len({len(row) for row in layers}) != 1:
         raise LayoutError("the ONNX layers differ in their number of directions")
     has_bias = any(t[2] is not None for t in triples) if bias is None else bias
@@ -514,4 +514,3 @@ def from_onnx(
         bias=has_bias,
     )
     return spec, layers
-

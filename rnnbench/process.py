@@ -9,6 +9,7 @@ tail of the worker's stderr.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import subprocess
 import sys
@@ -56,7 +57,7 @@ class Worker:
 
     def __init__(self, name: str, env: Mapping[str, str]) -> None:
         self.name = name
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives with the worker
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rnnbench.worker"],
@@ -116,7 +117,9 @@ class Worker:
         **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Run ``target`` ("module:function") in the worker; it returns (header, arrays)."""
-        reply, out = self.request({"op": "call", "target": target, "kwargs": kwargs}, arrays, timeout)
+        reply, out = self.request(
+            {"op": "call", "target": target, "kwargs": kwargs}, arrays, timeout
+        )
         return reply["result"], out
 
     def kill(self) -> None:
@@ -126,10 +129,8 @@ class Worker:
 
     def close(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(RNNBenchError):
                 self.request({"op": "exit"}, timeout=10)
-            except RNNBenchError:
-                pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -170,7 +171,10 @@ class ProcessCell:
     """
 
     def __init__(
-        self, info: BackendInfo, device: str = "cpu", dtype: Any = "float32",
+        self,
+        info: BackendInfo,
+        device: str = "cpu",
+        dtype: Any = "float32",
         variant: str | None = None,
     ) -> None:
         self.name = info.name
@@ -178,8 +182,13 @@ class ProcessCell:
         self.dtype = resolve_dtype(dtype)
         self._worker = pooled_worker(info)
         reply, _ = self._worker.request(
-            {"op": "new", "backend": info.name, "device": device, "dtype": str(self.dtype),
-             "variant": variant}
+            {
+                "op": "new",
+                "backend": info.name,
+                "device": device,
+                "dtype": str(self.dtype),
+                "variant": variant,
+            }
         )
         self._handle = reply["handle"]
         self.variant: str = reply["variant"]
@@ -189,7 +198,9 @@ class ProcessCell:
     @property
     def spec(self) -> RNNSpec:
         if self._spec is None:
-            raise SpecError(f"backend {self.name!r} has no weights yet", "call cell.load(weights) first")
+            raise SpecError(
+                f"backend {self.name!r} has no weights yet", "call cell.load(weights) first"
+            )
         return self._spec
 
     def _ensure_worker(self) -> None:
@@ -209,9 +220,7 @@ class ProcessCell:
         )
         self._spec = weights.spec
 
-    def forward(
-        self, x: np.ndarray, h0: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         self._ensure_worker()
         xs, h = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
         arrays = {"x": xs} if h is None else {"x": xs, "h0": h}
@@ -229,7 +238,7 @@ class ProcessCell:
         """``run`` already returned host arrays."""
 
     def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        return result  # type: ignore[no-any-return]
+        return result  # type: ignore[no-any-return, unused-ignore]
 
     def info(self) -> dict[str, Any]:
         return {**self._info, "process": "worker"}

@@ -72,35 +72,73 @@ class BackendInfo:
 _B = "rnnbench.backends"
 BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
     BackendInfo(
-        "numpy", f"{_B}.numpy_backend:NumpyCell", (), None, ("cpu",),
-        description="NumPy loop; float64 is the reference", distributions=("numpy",),
+        "numpy",
+        f"{_B}.numpy_backend:NumpyCell",
+        (),
+        None,
+        ("cpu",),
+        description="NumPy loop; float64 is the reference",
+        distributions=("numpy",),
     ),
     BackendInfo(
-        "torch", f"{_B}.torch_backend:TorchCell", ("torch",), "torch", ("cpu", "cuda"),
-        description="torch.nn.RNN (cuDNN on cuda)", distributions=("torch",),
+        "torch",
+        f"{_B}.torch_backend:TorchCell",
+        ("torch",),
+        "torch",
+        ("cpu", "cuda"),
+        description="torch.nn.RNN (cuDNN on cuda)",
+        distributions=("torch",),
     ),
     BackendInfo(
-        "jax", f"{_B}.jax_backend:JaxCell", ("jax",), "jax", ("cpu", "cuda"),
-        description="jax.lax.scan under jax.jit", distributions=("jax", "jaxlib"),
+        "jax",
+        f"{_B}.jax_backend:JaxCell",
+        ("jax",),
+        "jax",
+        ("cpu", "cuda"),
+        description="jax.lax.scan under jax.jit",
+        distributions=("jax", "jaxlib"),
     ),
     BackendInfo(
-        "keras", f"{_B}.keras_backend:KerasCell", ("keras", "tensorflow"), "keras", ("cpu",),
-        env={"KERAS_BACKEND": "tensorflow"}, isolated=True,
-        description="Keras 3 SimpleRNN on TensorFlow", distributions=("keras", "tensorflow"),
+        "keras",
+        f"{_B}.keras_backend:KerasCell",
+        ("keras", "tensorflow"),
+        "keras",
+        ("cpu",),
+        env={"KERAS_BACKEND": "tensorflow"},
+        isolated=True,
+        description="Keras 3 SimpleRNN on TensorFlow",
+        distributions=("keras", "tensorflow"),
     ),
     BackendInfo(
-        "keras-jax", f"{_B}.keras_backend:KerasCell", ("keras", "jax"), "keras", ("cpu", "cuda"),
-        env={"KERAS_BACKEND": "jax"}, isolated=True,
-        description="Keras 3 SimpleRNN on JAX", distributions=("keras", "jax"),
+        "keras-jax",
+        f"{_B}.keras_backend:KerasCell",
+        ("keras", "jax"),
+        "keras",
+        ("cpu", "cuda"),
+        env={"KERAS_BACKEND": "jax"},
+        isolated=True,
+        description="Keras 3 SimpleRNN on JAX",
+        distributions=("keras", "jax"),
     ),
     BackendInfo(
-        "keras-torch", f"{_B}.keras_backend:KerasCell", ("keras", "torch"), "keras",
-        ("cpu", "cuda"), env={"KERAS_BACKEND": "torch"}, isolated=True,
-        description="Keras 3 SimpleRNN on PyTorch", distributions=("keras", "torch"),
+        "keras-torch",
+        f"{_B}.keras_backend:KerasCell",
+        ("keras", "torch"),
+        "keras",
+        ("cpu", "cuda"),
+        env={"KERAS_BACKEND": "torch"},
+        isolated=True,
+        description="Keras 3 SimpleRNN on PyTorch",
+        distributions=("keras", "torch"),
     ),
     BackendInfo(
-        "tf1", f"{_B}.tf1_backend:TF1Cell", ("tensorflow", "tf_keras"), "tf1", ("cpu",),
-        env={"TF_USE_LEGACY_KERAS": "1"}, isolated=True,
+        "tf1",
+        f"{_B}.tf1_backend:TF1Cell",
+        ("tensorflow", "tf_keras"),
+        "tf1",
+        ("cpu",),
+        env={"TF_USE_LEGACY_KERAS": "1"},
+        isolated=True,
         description="TF1 BasicRNNCell + dynamic_rnn in a graph Session",
         distributions=("tensorflow", "tf-keras"),
     ),
@@ -118,8 +156,7 @@ def _load_registry() -> dict[str, BackendInfo]:
                 info = ep.load()
             except Exception as exc:  # an outside package's bug must not break rnnbench
                 raise RNNBenchError(
-                    f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP!r} failed to load: "
-                    f"{exc}",
+                    f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP!r} failed to load: {exc}",
                     f"fix or uninstall the package that provides {ep.value}",
                 ) from exc
             if not isinstance(info, BackendInfo):
@@ -181,8 +218,9 @@ def get_backend(
     info = backend_info(name)
     reason = info.unavailable_reason()
     if reason is not None:
-        raise BackendUnavailableError(f"backend {name!r} is not available: {reason}",
-                                      f"pip install 'rnnbench[{info.extra}]'")
+        raise BackendUnavailableError(
+            f"backend {name!r} is not available: {reason}", f"pip install 'rnnbench[{info.extra}]'"
+        )
     if device not in info.devices:
         raise BackendUnavailableError(
             f"backend {name!r} has no device {device!r}",

@@ -109,10 +109,13 @@ class RNNSpec:
         2 * (I_layer + H) * H * gates. Bias adds and the nonlinearity are not counted, as is usual
         for roofline figures (they are O(H), not O(H^2))."""
         g = self.gates
-        return sum(
-            2 * (self.layer_input_size(layer) + self.hidden_size) * g * self.hidden_size
-            for layer in range(self.num_layers)
-        ) * self.num_directions
+        return (
+            sum(
+                2 * (self.layer_input_size(layer) + self.hidden_size) * g * self.hidden_size
+                for layer in range(self.num_layers)
+            )
+            * self.num_directions
+        )
 
     def flops(self, batch: int, seq_len: int) -> int:
         """FLOPs of a whole forward pass: 2 * B * T * (I + H) * H per layer and direction."""

@@ -57,8 +57,8 @@ class Tolerance:
 
     def describe(self) -> str:
         return (
-            f"atol {self.atol[0]:.1e}..{self.atol[-1]:.1e}, rtol {self.rtol[0]:.1e}..{self.rtol[-1]:.1e}"
-            f" ({self.dtype}, g={self.growth:.2f})"
+            f"atol {self.atol[0]:.1e}..{self.atol[-1]:.1e}, "
+            f"rtol {self.rtol[0]:.1e}..{self.rtol[-1]:.1e} ({self.dtype}, g={self.growth:.2f})"
         )
 
 

@@ -28,7 +28,7 @@ SPEC_KEY = "rnnbench_spec"
 FORMAT_KEY = "rnnbench_format"
 FORMAT_VERSION = "1"
 SUFFIXES = (".npz", ".safetensors")
-_ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_ST_DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -120,7 +120,11 @@ def write_safetensors(path: Path, arrays: dict[str, np.ndarray], metadata: dict[
         arr = np.ascontiguousarray(arrays[name])
         code = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}[arr.dtype]
         blob = arr.astype(_ST_DTYPES[code], copy=False).tobytes()
-        header[name] = {"dtype": code, "shape": list(arr.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": code,
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         offset += len(blob)
         blobs.append(blob)
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -145,7 +149,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]
     try:
         header = json.loads(data[8 : 8 + size])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightFileError(f"{path} has an unreadable safetensors header: {exc}", corrupt) from exc
+        raise WeightFileError(
+            f"{path} has an unreadable safetensors header: {exc}", corrupt
+        ) from exc
     body = memoryview(data)[8 + size :]
     metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
     arrays = {}

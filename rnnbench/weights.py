@@ -194,7 +194,8 @@ class RNNWeights:
     def recurrent_norms(self) -> list[float]:
         """Spectral norm (largest singular value) of every ``w_hh``, layer-major."""
         return [
-            float(np.linalg.norm(dw.w_hh.astype(np.float64), 2)) for _, _, dw in self.iter_directions()
+            float(np.linalg.norm(dw.w_hh.astype(np.float64), 2))
+            for _, _, dw in self.iter_directions()
         ]
 
     def with_recurrent_norm(self, norm: float) -> RNNWeights:

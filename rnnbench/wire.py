@@ -34,7 +34,9 @@ def encode(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) 
     return _LEN.pack(len(head), len(body)) + head + body
 
 
-def send(stream: BinaryIO, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
+def send(
+    stream: BinaryIO, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+) -> None:
     stream.write(encode(header, arrays))
     stream.flush()
 
@@ -46,7 +48,9 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise WireTimeout(f"no answer within the time limit ({n - remaining}/{n} bytes read)")
+                raise WireTimeout(
+                    f"no answer within the time limit ({n - remaining}/{n} bytes read)"
+                )
         chunk = os.read(fd, min(remaining, 1 << 20))
         if not chunk:
             raise WireClosed("the pipe closed")

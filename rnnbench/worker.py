@@ -44,7 +44,10 @@ def _serve() -> None:
             if op == "new":
                 info = backend_info(header["backend"])
                 cell = get_backend(
-                    info.name, header["device"], header["dtype"], header.get("variant"),
+                    info.name,
+                    header["device"],
+                    header["dtype"],
+                    header.get("variant"),
                     isolate=False,
                 )
                 next_handle += 1

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rnnbench.backends.numpy_backend import NumpyCell
 
 import rnnbench as rb
 from rnnbench import registry
-from rnnbench.backends.numpy_backend import NumpyCell
 from rnnbench.tolerances import tolerance
 
 

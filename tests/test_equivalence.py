@@ -132,8 +132,17 @@ def test_weight_regimes(cells, backend: str, regime: str, norm: float) -> None: 
     with_h0=st.booleans(),
 )
 def test_property_any_shape_agrees(  # type: ignore[no-untyped-def]
-    cells, backend, input_size, hidden_size, num_layers, bidirectional, nonlinearity, bias,
-    batch, time, with_h0,
+    cells,
+    backend,
+    input_size,
+    hidden_size,
+    num_layers,
+    bidirectional,
+    nonlinearity,
+    bias,
+    batch,
+    time,
+    with_h0,
 ) -> None:
     spec = rb.RNNSpec(input_size, hidden_size, num_layers, bidirectional, nonlinearity, bias)
     w = rb.RNNWeights.random(spec, seed=input_size * 100 + hidden_size)

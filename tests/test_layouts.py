@@ -71,7 +71,7 @@ def test_native_shapes_and_names() -> None:
     assert len(sd) == 2 * 2 * 4
     W, R, B = w.to_onnx()[1]
     assert (W.shape, R.shape, B.shape) == ((2, 5, 10), (2, 5, 5), (2, 10))
-    (kf, bf), (kb, bb) = w.to_tf1()[0]
+    (kf, bf), (kb, _) = w.to_tf1()[0]
     assert kf.shape == (8, 5) and kb.shape == (8, 5) and bf.shape == (5,)
     keras0 = w.to_keras()[0]
     assert [a.shape for a in keras0] == [(3, 5), (5, 5), (5,)] * 2
@@ -144,6 +144,4 @@ def test_non_finite_weights_are_refused() -> None:
 
 def test_unsupported_activation() -> None:
     with pytest.raises(rb.LayoutError, match="activation 'sigmoid'"):
-        rb.RNNWeights.from_onnx(
-            np.zeros((1, 2, 1)), np.zeros((1, 2, 2)), nonlinearity="sigmoid"
-        )
+        rb.RNNWeights.from_onnx(np.zeros((1, 2, 1)), np.zeros((1, 2, 2)), nonlinearity="sigmoid")

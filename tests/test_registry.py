@@ -90,8 +90,18 @@ def test_importing_rnnbench_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
-    frameworks = {"torch", "jax", "jaxlib", "tensorflow", "keras", "tf_keras", "onnx",
-                  "onnxruntime", "matplotlib", "scipy"}
+    frameworks = {
+        "torch",
+        "jax",
+        "jaxlib",
+        "tensorflow",
+        "keras",
+        "tf_keras",
+        "onnx",
+        "onnxruntime",
+        "matplotlib",
+        "scipy",
+    }
     assert not loaded & frameworks, loaded & frameworks
 
 
@@ -116,7 +126,9 @@ def test_a_crashed_worker_becomes_a_clear_error() -> None:
     worker = Worker("numpy", {})
     try:
         with pytest.raises(rb.BackendRuntimeError, match="worker process died .*exit code"):
-            worker.call("tests.worker_targets:exit_now", code=3)  # the worker dies in the middle of a request
+            worker.call(
+                "tests.worker_targets:exit_now", code=3
+            )  # the worker dies in the middle of a request
     finally:
         worker.close()
 

@@ -10,7 +10,10 @@ import rnnbench as rb
 def test_defaults_and_derived_sizes() -> None:
     spec = rb.RNNSpec(input_size=2, hidden_size=4)
     assert (spec.num_layers, spec.bidirectional, spec.nonlinearity, spec.bias) == (
-        1, False, "tanh", True,
+        1,
+        False,
+        "tanh",
+        True,
     )
     assert spec.output_size == 4
     # the seed's rule: a kernel of I+N rows and N columns, and N biases

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
     parser.add_argument(
-        "--recurrent-norm", type=float, default=None,
+        "--recurrent-norm",
+        type=float,
+        default=None,
         help="rescale W_hh to this spectral norm (<1 contractive, >1 expansive)",
     )
     parser.add_argument("--h0", action="store_true", help="start from a random initial state")
@@ -49,14 +51,16 @@ def run(args: argparse.Namespace) -> int:
         nonlinearity=args.nonlinearity,
         bias=not args.no_bias,
     )
-    weights = RNNWeights.random(spec, seed=args.seed, dtype="float64",
-                                recurrent_norm=args.recurrent_norm)
+    weights = RNNWeights.random(
+        spec, seed=args.seed, dtype="float64", recurrent_norm=args.recurrent_norm
+    )
     rng = np.random.default_rng(args.seed + 1)
     x = rng.standard_normal((args.batch, args.seq_len, args.input_size))
     h0 = None
     if args.h0:
-        h0 = rng.uniform(-1, 1, (spec.num_layers * spec.num_directions, args.batch,
-                                 spec.hidden_size))
+        h0 = rng.uniform(
+            -1, 1, (spec.num_layers * spec.num_directions, args.batch, spec.hidden_size)
+        )
     result = compare(weights, x, h0, args.backends, dtypes=args.dtype, device=args.device)
     print(result.table())
     for row in result.rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "list every backend: available or not, library version, devices, and what installs it"
 
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rnnbench.registry import backend_info, list_backends
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_backends():
         info = backend_info(name)
         reason = info.unavailable_reason()
