@@ -1,0 +1,181 @@
+"""The JAX backend: the recurrence as ``jax.lax.scan`` under ``jax.jit``.
+
+Per layer and direction, the input projection of every step is one matrix product before the
+scan, so the scan body holds only ``h @ w_hh``; the reverse direction is the same scan with
+``reverse=True`` (its outputs stay aligned with the input's time axis, its final carry is the
+state after step 0, as torch's ``h_n`` holds it). Layer k > 0 reads both directions of layer
+k - 1, concatenated. Every product runs at ``Precision.HIGHEST``, so no TF32 on a GPU.
+
+Variants set scan's ``unroll`` (1, 4, 16). float64 needs JAX's x64 mode; the cell enables it
+with the ``jax.enable_x64`` context manager around placing, tracing, compiling and running,
+never through the process-wide ``jax_enable_x64`` flag, which stays as the user set it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from rnnbench.cell import BaseCell
+from rnnbench.errors import BackendUnavailableError
+from rnnbench.spec import RNNSpec
+from rnnbench.weights import RNNWeights
+
+UNROLL = {"scan": 1, "scan-unroll4": 4, "scan-unroll16": 16}
+
+
+def _rnn_forward(
+    params: Any, x: Any, h0: Any, *, spec: RNNSpec, unroll: int, on_trace: Any = None
+) -> tuple[Any, Any]:
+    """The stacked (bidirectional) RNN. params: per layer, per direction (w_ih, w_hh, bias) with
+    bias = b_ih + b_hh; x (batch, time, input); h0 (layers*dirs, batch, hidden)."""
+    import jax
+    import jax.numpy as jnp
+
+    if on_trace is not None:
+        on_trace()  # runs while tracing only: counts how often jit traces
+    highest = jax.lax.Precision.HIGHEST
+    act = jnp.tanh if spec.nonlinearity == "tanh" else jax.nn.relu
+    batch, steps, _ = x.shape
+    layer_input = jnp.swapaxes(x, 0, 1)  # time-major (time, batch, features) for scan
+    finals = []
+    for k, row in enumerate(params):
+        outputs = []
+        for d, (w_ih, w_hh, bias) in enumerate(row):
+            # One GEMM for all steps: (time*batch, in) @ (in, hidden).
+            flat = layer_input.reshape(steps * batch, layer_input.shape[-1])
+            proj = (jnp.matmul(flat, w_ih, precision=highest) + bias).reshape(steps, batch, -1)
+
+            def step(h: Any, p: Any, w_hh: Any = w_hh) -> tuple[Any, Any]:
+                h = act(p + jnp.matmul(h, w_hh, precision=highest))
+                return h, h
+
+            h_last, out = jax.lax.scan(
+                step, h0[k * spec.num_directions + d], proj, reverse=d == 1, unroll=unroll
+            )
+            outputs.append(out)
+            finals.append(h_last)
+        layer_input = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+    return jnp.swapaxes(layer_input, 0, 1), jnp.stack(finals)
+
+
+class JaxCell(BaseCell):
+    """``lax.scan`` under ``jax.jit`` on ``device`` ("cpu" or "cuda"), float32 or float64."""
+
+    name = "jax"
+    distribution = "jax"
+    devices = ("cpu", "cuda")
+    variants = tuple(UNROLL)
+
+    def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
+        super().__init__(device=device, dtype=dtype, variant=variant)
+        import jax  # lazily: importing rnnbench must not import jax
+
+        self._jax = jax
+        self._device = self._find_device(device)
+        self.unroll = UNROLL[self.variant]
+        self.traces = 0  # how many times jit traced the forward (a retrace is a recompile)
+        self.compile_seconds: float | None = None
+        self._compiled: dict[Any, Any] = {}
+        self._params: Any = None
+        self._jitted: Any = None
+
+    def _find_device(self, device: str) -> Any:
+        jax = self._jax
+        platform = "gpu" if device == "cuda" else "cpu"
+        try:
+            found = jax.devices(platform)
+        except RuntimeError as exc:
+            raise BackendUnavailableError(
+                f"backend 'jax' cannot use device {device!r}: jax {jax.__version__} has no "
+                f"{platform} platform ({str(exc).splitlines()[0]})",
+                "install a CUDA build of jax (pip install 'jax[cuda12]') on a machine with an "
+                "NVIDIA GPU, or use device='cpu'",
+            ) from exc
+        return found[0]
+
+    def _x64(self) -> contextlib.AbstractContextManager[Any]:
+        """Scoped (thread-local) x64 mode for a float64 cell; nothing for float32."""
+        if self.dtype == np.float64:
+            return self._jax.enable_x64(True)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[None]:
+        with self._x64(), self._jax.default_device(self._device):
+            yield
+
+    def _count_trace(self) -> None:
+        self.traces += 1
+
+    # --- loading -------------------------------------------------------------------------
+    def _load(self, weights: RNNWeights) -> None:
+        jax = self._jax
+        spec = weights.spec
+        host = tuple(tuple((dw.w_ih, dw.w_hh, dw.bias) for dw in row) for row in weights.layers)
+        with self._scope():
+            self._params = jax.device_put(host, self._device)
+        forward = functools.partial(
+            _rnn_forward, spec=spec, unroll=self.unroll, on_trace=self._count_trace
+        )
+        # A new spec is a new function: drop what was traced and compiled for the old one.
+        if self._spec != spec or self._jitted is None:
+            self._jitted = jax.jit(forward)
+            self._compiled = {}
+
+    # --- running -------------------------------------------------------------------------
+    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+        xs, hs = self.check_inputs(x, h0)
+        if hs is None:
+            hs = self.zeros_state(xs.shape[0])
+        with self._scope():
+            prepared = self._jax.device_put((xs, hs), self._device)
+        self._jax.block_until_ready(prepared)  # the copies are not part of a timed run
+        return prepared
+
+    @staticmethod
+    def _signature(prepared: Any) -> tuple[Any, ...]:
+        x, h0 = prepared
+        return (x.shape, str(x.dtype), h0.shape)
+
+    def compile(self, prepared: Any) -> float:
+        """Trace and compile ahead of time for ``prepared``'s shapes; returns the seconds taken.
+        Later ``run`` calls of those shapes use this executable."""
+        x, h0 = prepared
+        start = time.perf_counter()
+        with self._scope():
+            executable = self._jitted.lower(self._params, x, h0).compile()
+        self.compile_seconds = time.perf_counter() - start
+        self._compiled[self._signature(prepared)] = executable
+        return self.compile_seconds
+
+    def run(self, prepared: Any) -> Any:
+        x, h0 = prepared
+        function = self._compiled.get(self._signature(prepared), self._jitted)
+        with self._scope():
+            return function(self._params, x, h0)
+
+    def synchronize(self, result: Any) -> None:
+        self._jax.block_until_ready(result)
+
+    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        y, h_n = result
+        return np.asarray(y), np.asarray(h_n)
+
+    # --- reporting -----------------------------------------------------------------------
+    def path(self) -> str:
+        return f"xla-jit lax.scan unroll={self.unroll} ({self._device.platform})"
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out["jax_device"] = str(self._device)
+        out["precision"] = "HIGHEST"
+        out["x64"] = "scoped (jax.enable_x64)" if self.dtype == np.float64 else "off"
+        out["traces"] = self.traces
+        out["compile_s"] = self.compile_seconds
+        return out
