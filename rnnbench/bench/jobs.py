@@ -1,0 +1,243 @@
+"""Functions that run inside a backend's worker process (``Worker.call("...jobs:setup")``).
+
+A case is split into calls so that the parent can show a running median, enforce its timeout
+between calls and keep the samples of an interrupted case:
+``setup`` (weights, input on the device, the first call timed as compile time) ->
+``warmup`` -> ``measure`` (repeated, each returns a chunk of samples) -> ``teardown``.
+Each function takes ``arrays`` (unused: inputs are generated here from a seed, so nothing large
+crosses the pipe) and returns ``(header, arrays)``.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from rnnbench.bench.machine import runtime_info
+from rnnbench.registry import BackendInfo, get_backend, list_backends, register_backend
+from rnnbench.spec import RNNSpec
+from rnnbench.weights import RNNWeights
+
+Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+_state: dict[str, Any] = {}
+
+
+def _ensure_registered(backend: str, cell_target: str | None, devices: list[str] | None) -> None:
+    """A backend registered at run time in the parent (e.g. by a test) is unknown to this fresh
+    process: register it here from the target the parent sent."""
+    if backend not in list_backends() and cell_target:
+        register_backend(BackendInfo(backend, cell_target, devices=tuple(devices or ("cpu",))))
+
+
+def variants(
+    arrays: Any, backend: str, cell_target: str | None = None, devices: list[str] | None = None
+) -> Reply:
+    """The backend's variant names, default first (read from its cell class)."""
+    from rnnbench.registry import backend_info, load_cell_class
+
+    _ensure_registered(backend, cell_target, devices)
+    cls = load_cell_class(backend_info(backend))
+    return {"variants": list(getattr(cls, "variants", ("default",)))}, {}
+
+
+def _timed_call(cell: Any, prepared: Any) -> tuple[int, Any]:
+    t0 = time.perf_counter_ns()
+    result = cell.run(prepared)
+    cell.synchronize(result)
+    return time.perf_counter_ns() - t0, result
+
+
+def setup(
+    arrays: Any,
+    backend: str,
+    device: str,
+    dtype: str,
+    variant: str,
+    spec: dict[str, Any],
+    batch: int,
+    seq_len: int,
+    seed: int = 0,
+    threads: int | None = None,
+    cell_target: str | None = None,
+    devices: list[str] | None = None,
+) -> Reply:
+    """Make the cell, load weights, put the input on the device, and time the first call."""
+    _state.clear()
+    gc.collect()
+    _ensure_registered(backend, cell_target, devices)
+    cell = get_backend(backend, device, dtype, variant, isolate=False)
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    rnn_spec = RNNSpec.from_dict(spec)
+    cell.load(RNNWeights.random(rnn_spec, seed=seed))
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((batch, seq_len, rnn_spec.input_size)).astype(dtype)
+    prepared = cell.prepare(x, None)
+    # The first call (trace, compile, cuDNN plan) is timed apart: an ahead-of-time compile when
+    # the cell offers one, then the first run itself.
+    t0 = time.perf_counter_ns()
+    compile_reported = None
+    if hasattr(cell, "compile"):
+        compile_reported = cell.compile(prepared)
+    t1 = time.perf_counter_ns()
+    first_ns, result = _timed_call(cell, prepared)
+    detail = {
+        "compile_call_s": (t1 - t0) / 1e9 if hasattr(cell, "compile") else None,
+        "compile_reported_s": compile_reported,
+        "first_run_s": first_ns / 1e9,
+    }
+    _state.update(cell=cell, prepared=prepared, result=result)
+    return {
+        "compile_s": (t1 - t0 + first_ns) / 1e9,
+        "compile_detail": detail,
+        "info": cell.info(),
+    }, {}
+
+
+def warmup(arrays: Any, min_time: float, min_rounds: int) -> Reply:
+    cell, prepared = _state["cell"], _state["prepared"]
+    start = time.perf_counter_ns()
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter_ns() - start < min_time * 1e9:
+        _, _state["result"] = _timed_call(cell, prepared)
+        rounds += 1
+    return {"rounds": rounds, "elapsed_s": (time.perf_counter_ns() - start) / 1e9}, {}
+
+
+def measure(arrays: Any, budget_s: float, min_rounds: int, max_rounds: int) -> Reply:
+    """Timed calls for ``budget_s`` and ``min_rounds`` (at least one call, at most
+    ``max_rounds``); each sample is
+    ``run`` + ``synchronize`` alone. The garbage collector is off inside the chunk (as timeit
+    does) so that a collection of the harness's own garbage is not charged to a call."""
+    cell, prepared = _state["cell"], _state["prepared"]
+    samples: list[int] = []
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        budget_ns = budget_s * 1e9
+        while True:
+            ns, result = _timed_call(cell, prepared)
+            samples.append(ns)
+            del result
+            if len(samples) >= max_rounds or (
+                len(samples) >= min_rounds and time.perf_counter_ns() - start >= budget_ns
+            ):
+                break
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+    return {"samples": [s / 1e9 for s in samples], "elapsed_s": elapsed / 1e9}, {}
+
+
+def teardown(arrays: Any) -> Reply:
+    """The cell's info after the runs (the path that ran), the runtime facts, a sanity check of
+    the output, and the case's memory released."""
+    header: dict[str, Any] = {}
+    cell = _state.get("cell")
+    if cell is not None:
+        y, h_n = cell.fetch(_state["result"])
+        header["output_finite"] = bool(np.isfinite(y).all() and np.isfinite(h_n).all())
+        header["info"] = cell.info()
+    header["runtime"] = runtime_info()
+    _state.clear()
+    gc.collect()
+    return header, {}
+
+
+# --- the GEMM peak -----------------------------------------------------------------------
+def _time_until(fn: Any, sync: Any, min_time: float, min_rounds: int) -> list[float]:
+    fn()
+    sync()  # first call apart (allocation, kernel selection)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < min_rounds or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter_ns()
+        fn()
+        sync()
+        samples.append((time.perf_counter_ns() - t0) / 1e9)
+    return samples
+
+
+def gemm_peak(
+    arrays: Any,
+    device: str,
+    dtype: str,
+    min_time: float = 0.3,
+    sizes: list[int] | None = None,
+    library: str | None = None,
+) -> Reply:
+    """The best GEMM rate (square n x n by n x n, 2·n³ FLOPs) over ``sizes``: NumPy's BLAS on
+    the CPU, torch on CUDA (``library`` picks another: "torch" on the CPU)."""
+    library = library or ("numpy" if device == "cpu" else "torch")
+    sizes = sizes or ([512, 1024, 2048] if device == "cpu" else [4096, 8192, 16384])
+    rows = []
+    extra: dict[str, Any] = {}
+    for n in sizes:
+        if library == "numpy":
+            rng = np.random.default_rng(0)
+            a = rng.standard_normal((n, n)).astype(dtype)
+            b = rng.standard_normal((n, n)).astype(dtype)
+            c = np.empty((n, n), dtype)
+            samples = _time_until(
+                lambda a=a, b=b, c=c: np.matmul(a, b, out=c), lambda: None, min_time, 3
+            )
+            method = "numpy.matmul(a, b, out=c), square float matrices"
+            version = np.__version__
+        elif library == "torch":
+            import torch
+
+            dev = torch.device(device)
+            tdtype = getattr(torch, dtype)
+            ta = torch.randn(n, n, device=dev, dtype=tdtype)
+            tb = torch.randn(n, n, device=dev, dtype=tdtype)
+            tc = torch.empty(n, n, device=dev, dtype=tdtype)
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            samples = _time_until(
+                lambda a=ta, b=tb, c=tc: torch.matmul(a, b, out=c), sync, min_time, 3
+            )
+            method = (
+                "torch.matmul(a, b, out=c) + torch.cuda.synchronize()"
+                if device == "cuda"
+                else "torch.matmul(a, b, out=c)"
+            )
+            version = torch.__version__
+            if device == "cuda":
+                extra = {
+                    "gpu": torch.cuda.get_device_name(),
+                    "torch.backends.cuda.matmul.allow_tf32": bool(
+                        torch.backends.cuda.matmul.allow_tf32
+                    ),
+                }
+        else:
+            raise ValueError(f"no GEMM peak for library {library!r}")
+        median = float(np.median(samples))
+        rows.append(
+            {
+                "size": n,
+                "median_s": median,
+                "gflops": 2 * n**3 / median / 1e9,
+                "rounds": len(samples),
+                "samples": samples,
+            }
+        )
+    best = max(rows, key=lambda r: float(r["gflops"]))  # type: ignore[arg-type]
+    return {
+        "device": device,
+        "dtype": dtype,
+        "library": library,
+        "version": version,
+        "method": f"{method}; median of each size, best size kept",
+        "size": best["size"],
+        "gflops": best["gflops"],
+        "median_s": best["median_s"],
+        "samples": best["samples"],
+        "sizes": [{k: v for k, v in r.items() if k != "samples"} for r in rows],
+        "runtime": runtime_info(),
+        **extra,
+    }, {}

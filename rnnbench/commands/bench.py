@@ -1,0 +1,148 @@
+"""``rnnbench bench``: time every backend over a sweep of sizes and write a results file."""
+
+from __future__ import annotations
+
+import argparse
+
+from rnnbench.commands.common import add_backend_option, comma_list
+
+HELP = "time every backend (each in a worker process of its own) over a sweep of sizes"
+
+EPILOG = """\
+Every size option takes a comma list; the run is their product. Each finished case is written
+to --out at once; running again with the same --out resumes (cases with status "ok" are
+skipped). Exit status: 0 every case measured (or skipped with a reason, e.g. a missing
+library) and at least one measured; 1 a case failed or timed out (every other result is kept);
+3 nothing could be measured (e.g. --device cuda on a machine without CUDA: every case is
+recorded as skipped with the reason); 2 a usage error; 130 interrupted (Ctrl-C; finished cases
+are kept)."""
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_backend_option(parser)
+    parser.add_argument(
+        "--variants",
+        type=comma_list(str),
+        default=None,
+        help="'default' (each backend's first variant; the default), 'all', or a comma list of "
+        "variant names ('scan-unroll4') or backend:variant ('keras-jax:jit')",
+    )
+    size = comma_list(int)
+    parser.add_argument("--batch", type=size, default=[32], help="comma list (default 32)")
+    parser.add_argument("--seq-len", type=size, default=[100], help="comma list (default 100)")
+    parser.add_argument("--input-size", type=size, default=[128], help="comma list (default 128)")
+    parser.add_argument("--hidden-size", type=size, default=[256], help="comma list (default 256)")
+    parser.add_argument("--layers", type=size, default=[1], help="comma list (default 1)")
+    parser.add_argument(
+        "--bidirectional",
+        nargs="?",
+        const=[True],
+        default=[False],
+        type=comma_list(_bool),  # type: ignore[arg-type]
+        help="bidirectional layers; a bare flag means yes, or a comma list such as 'no,yes'",
+    )
+    parser.add_argument(
+        "--dtype",
+        type=comma_list(str),
+        default=["float32"],
+        help="comma list: float32,float64 (default float32)",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--threads",
+        type=comma_list(int),
+        default=None,
+        help="comma list of CPU thread counts, set in each worker before its library starts "
+        "(OMP/MKL/OpenBLAS/TF env, torch.set_num_threads); default: each library's own",
+    )
+    parser.add_argument(
+        "--min-time", type=float, default=1.0, help="seconds of timed calls per case (default 1.0)"
+    )
+    parser.add_argument(
+        "--min-rounds", type=int, default=5, help="timed calls per case at least (default 5)"
+    )
+    parser.add_argument(
+        "--max-rounds",
+        type=int,
+        default=10_000,
+        help="timed calls per case at most (default 10000)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.2,
+        help="seconds of untimed warm-up calls after the first (default 0.2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds a case may take, compile included, before its worker is "
+        "stopped and the case recorded as 'timeout' (default 300)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
+    parser.add_argument(
+        "--no-peak", action="store_true", help="skip the GEMM peak (no roofline efficiency)"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="plain progress lines even on a terminal"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE.json",
+        default=None,
+        help="results file (written after every case; resumed when it exists)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnbench.bench import BenchConfig, run_bench
+    from rnnbench.bench.progress import make_reporter
+    from rnnbench.errors import SpecError
+
+    for name in ("min_time", "timeout", "warmup"):
+        if getattr(args, name) < 0:
+            raise SpecError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.min_rounds < 1 or args.max_rounds < args.min_rounds:
+        raise SpecError(
+            f"--min-rounds {args.min_rounds} / --max-rounds {args.max_rounds}: need "
+            "1 <= min-rounds <= max-rounds"
+        )
+    config = BenchConfig(
+        backends=args.backends,
+        variants=args.variants,
+        device=args.device,
+        dtypes=args.dtype,
+        batches=args.batch,
+        seq_lens=args.seq_len,
+        input_sizes=args.input_size,
+        hidden_sizes=args.hidden_size,
+        layers=args.layers,
+        bidirectional=args.bidirectional,
+        threads=args.threads or [None],
+        min_time=args.min_time,
+        min_rounds=args.min_rounds,
+        max_rounds=args.max_rounds,
+        warmup_time=args.warmup,
+        timeout=args.timeout,
+        seed=args.seed,
+        out=args.out,
+        peak=not args.no_peak,
+    )
+    summary = run_bench(config, make_reporter(plain=True if args.plain else None))
+    code = summary.exit_code()
+    if code == 3:
+        reasons = sorted({str(r.get("error")).split("\n")[0] for r in summary.records})
+        print("nothing was measured: " + "; ".join(reasons))
+    return code

@@ -1,0 +1,30 @@
+"""A test-only backend for the benchmark harness's failure handling; imported by name inside a
+worker process (the repo root is on its PYTHONPATH). Its variants misbehave on the 4th call to
+``run`` (after the first call and during warm-up or measurement): "crash" kills its own process
+(as the out-of-memory killer would), "hang" sleeps past any timeout, "oom" raises MemoryError;
+"ok" behaves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from rnnbench.backends.numpy_backend import NumpyCell
+
+
+class FakeCell(NumpyCell):
+    name = "bench-fake"
+    variants = ("ok", "crash", "hang", "oom")
+
+    def run(self, prepared: Any) -> Any:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 4:
+            if self.variant == "crash":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif self.variant == "hang":
+                time.sleep(3600)
+            elif self.variant == "oom":
+                raise MemoryError("fake: cannot allocate the output")
+        return super().run(prepared)
