@@ -56,7 +56,7 @@ def _check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, np.ndarr
     assert y.dtype == dtype and h_n.dtype == dtype
     ref_y, ref_h = rb.reference_forward(weights, x, h0)
     spec = weights.spec
-    tol = tolerance_for(weights, dtype, x.shape[1])
+    tol = tolerance_for(weights, dtype, x, h0)
     ages = step_ages(x.shape[1], spec.num_directions, spec.num_layers, spec.hidden_size)
     found = measure(y, h_n, ref_y, ref_h, tol, ages)
     assert found["passed"], (name, str(dtype), found["max_abs"], found["first_bad_step"])
@@ -101,8 +101,8 @@ def test_unroll_variants_agree(cells: Any, variant: str) -> None:
     cell = cells.get("jax", "float32", variant=variant)
     y0, h0 = _check_against_reference(base, "relu-2layer-bidir-h0")
     y1, h1 = _check_against_reference(cell, "relu-2layer-bidir-h0")
-    weights, x, _ = _case("relu-2layer-bidir-h0")
-    last = tolerance_for(weights, "float32", x.shape[1]).atol[-1]
+    weights, x, state = _case("relu-2layer-bidir-h0")
+    last = tolerance_for(weights, "float32", x, state).atol[-1]
     np.testing.assert_allclose(y1, y0, atol=last, rtol=0)
     np.testing.assert_allclose(h1, h0, atol=last, rtol=0)
     assert cell.info()["path"] == f"xla-jit lax.scan unroll={variant[11:]} (cpu)"

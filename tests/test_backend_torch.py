@@ -47,7 +47,7 @@ def _check_against_reference(cell: Any, name: str) -> dict[str, Any]:
     assert y.dtype == dtype and h_n.dtype == dtype
     ref_y, ref_h = rb.reference_forward(weights, x, h0)
     spec = weights.spec
-    tol = tolerance_for(weights, dtype, x.shape[1])
+    tol = tolerance_for(weights, dtype, x, h0)
     ages = step_ages(x.shape[1], spec.num_directions, spec.num_layers, spec.hidden_size)
     found = measure(y, h_n, ref_y, ref_h, tol, ages)
     assert found["passed"], (name, str(dtype), found["max_abs"], found["first_bad_step"])

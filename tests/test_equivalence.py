@@ -96,22 +96,26 @@ def test_long_sequence(cells, backend: str, dtype: str) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize(
-    ("regime", "norm"), [("contractive", 0.5), ("near-orthogonal", 1.0), ("expansive", 1.8)]
+    ("regime", "norm", "input_scale"),
+    [("contractive", 0.5, 1.0), ("near-orthogonal", 1.0, 1.0), ("chaotic", 5.0, 0.1)],
 )
-def test_weight_regimes(cells, backend: str, regime: str, norm: float) -> None:  # type: ignore[no-untyped-def]
+def test_weight_regimes(cells, backend: str, regime: str, norm: float, input_scale: float) -> None:  # type: ignore[no-untyped-def]
     """Drift over time, by the spectral norm of W_hh. Contractive weights forget rounding
-    errors, near-orthogonal ones accumulate them like a random walk, expansive (chaotic) ones
-    amplify them until float32 and float64 part ways: the tolerance says so step by step, and
-    the test checks the error stays inside it where it is meaningful."""
+    errors, near-orthogonal ones accumulate them like a random walk, and a strongly expansive
+    network driven weakly is chaotic: rounding errors grow until float32 and float64 part ways.
+    The tolerance follows each regime step by step (rnnbench/tolerances.py), and the test checks
+    the error stays inside it wherever it is meaningful."""
     spec = rb.RNNSpec(4, 32)
     w = rb.RNNWeights.random(spec, seed=5, dtype="float64", recurrent_norm=norm)
-    x, _ = inputs(spec, 2, 300)
+    x = inputs(spec, 2, 300)[0] * input_scale
     row = check(cells, backend, w, x)
     early = max(row.error_per_step[:5])
     assert early < 1e-5, f"{regime}: already {early:.1e} in the first 5 steps"
-    if regime != "expansive":
+    if regime == "chaotic":
+        assert row.checked_steps < 300  # drift is reported, not hidden
+    else:
         assert row.checked_steps == 300  # the whole sequence is really compared
-        assert row.max_abs < 1e-3
+        assert row.max_abs < 1e-4
 
 
 @settings(
