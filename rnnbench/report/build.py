@@ -1,0 +1,369 @@
+"""Assemble the report from gathered results and write ``report.md``, ``report.html`` and the
+figures (``figures/*.png``, which the Markdown links and the HTML embeds)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnbench.report.document import (
+    Block,
+    Details,
+    FigureBlock,
+    Heading,
+    Notes,
+    Para,
+    Table,
+    to_html,
+    to_markdown,
+)
+from rnnbench.report.model import (
+    MachineGroup,
+    ReportData,
+    case_title,
+    flatten,
+    gather,
+    gflops_of,
+    machine_summary,
+    peak_gflops,
+    series_label,
+)
+from rnnbench.report.plots import FigureSet, Palette, fmt_time
+from rnnbench.report.results import CheckFile, is_ok
+
+FIGURE_DIR = "figures"
+TITLE = "rnnbench report"
+
+
+def fmt_num(value: Any, spec: str = ".3g") -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{v:{spec}}" if math.isfinite(v) else "-"
+
+
+def fmt_pct(value: Any) -> str:
+    try:
+        v = 100 * float(value)
+    except (TypeError, ValueError):
+        return "-"
+    if not math.isfinite(v):
+        return "-"
+    return f"{v:.2g}%" if v < 10 else f"{v:.0f}%"
+
+
+def _status_css(status: str) -> str:
+    return {"ok": "", "pass": "", "skipped": "skip", "timeout": "warn", "fail": "bad"}.get(
+        status, "bad"
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
+
+
+def build_blocks(data: ReportData, figures: bool = True) -> tuple[list[Block], FigureSet]:
+    """The report as blocks, and every figure drawn (for writing beside the Markdown)."""
+    labels = [series_label(r) for g in data.machines for r in g.results]
+    labels += [r["backend"] for c in data.checks for r in c.rows]
+    palette = Palette(labels)
+    drawn = FigureSet()
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    blocks: list[Block] = [
+        Heading(1, TITLE),
+        Para(f"Written {now} from {', '.join(f'`{f}`' for f in data.files)}.", "meta"),
+    ]
+    if not figures:
+        why = (
+            "asked for (`--no-figures`)"
+            if _have_matplotlib()
+            else "matplotlib is not installed: `pip install 'rnnbench[bench]'` draws them"
+        )
+        blocks.append(Notes("Figures left out", [why]))
+    if data.notes:
+        blocks.append(Notes("Reading the files", data.notes))
+    blocks.append(Para(_summary(data)))
+    for i, group in enumerate(data.machines):
+        blocks += _machine_blocks(group, f"m{i}", palette, drawn, figures)
+    if data.checks:
+        blocks += _check_blocks(data.checks, palette, drawn, figures)
+    if not data.machines and not data.checks:
+        blocks.append(Para("The files hold no results."))
+    return blocks, drawn
+
+
+def _summary(data: ReportData) -> str:
+    n_results = sum(len(g.results) for g in data.machines)
+    n_bad = sum(1 for g in data.machines for r in g.results if not is_ok(r))
+    bad = f", {n_bad} of them not measured (failed, timed out or skipped: see why below)"
+    return (
+        f"{n_results} benchmark result(s) on {len(data.machines)} machine(s)"
+        + (bad if n_bad else "")
+        + f"; {len(data.checks)} equivalence check(s)."
+    )
+
+
+def _add_figures(blocks: list[Block], drawn: FigureSet, found: FigureSet) -> None:
+    for f in found.figures:
+        blocks.append(FigureBlock(f))
+        drawn.figures.append(f)
+    drawn.notes += found.notes
+
+
+def _machine_blocks(
+    group: MachineGroup, prefix: str, palette: Palette, drawn: FigureSet, figures: bool
+) -> list[Block]:
+    blocks: list[Block] = [Heading(2, f"Machine: {group.label}", _slug(prefix + group.label))]
+    blocks.append(Para(f"From {', '.join(f'`{f}`' for f in group.files)}.", "meta"))
+    summary = machine_summary(group.machine)
+    if summary:
+        blocks.append(Table(["", ""], [[k, v] for k, v in summary], caption="", key_value=True))
+    pairs = flatten(group.machine)
+    blocks.append(Details(f"The full machine record ({len(pairs)} fields)", pairs))
+    if group.peaks:
+        rows = []
+        for p in group.peaks:
+            lib = " ".join(str(p[k]) for k in ("library", "version") if p.get(k))
+            rows.append(
+                [
+                    str(p.get("name") or f"{p.get('device', '?')}/{p.get('dtype', '?')}"),
+                    fmt_num(peak_gflops(p), ".4g"),
+                    lib or "-",
+                    str(p.get("size") or "-"),
+                    str(p.get("method") or p.get("error") or "-"),
+                ]
+            )
+        blocks.append(
+            Table(
+                ["peak of", "GFLOP/s", "library", "n", "how it was measured"],
+                rows,
+                numeric={1, 3},
+                caption="Measured matrix-product peak (n×n by n×n, 2n³ FLOPs): the roofline "
+                "that efficiency is relative to",
+            )
+        )
+    else:
+        blocks.append(Para("No peak was recorded: efficiencies are not available."))
+    notes = list(group.notes)
+    if figures:
+        blocks.append(Heading(3, "Figures"))
+        found = [
+            _try(lambda: _sweep(group, "seq_len", palette, prefix, "time-vs-T")),
+            _try(lambda: _sweep(group, "hidden_size", palette, prefix, "time-vs-H")),
+            _try(lambda: _per_step(group, palette, prefix)),
+            _try(lambda: _efficiency(group, palette, prefix)),
+        ]
+        for f in found:
+            _add_figures(blocks, drawn, f)
+            notes += f.notes
+    if notes:
+        blocks.append(Notes("Notes", notes))
+    blocks.append(Heading(3, "Results per case"))
+    for key, results in group.cases():
+        blocks.append(Heading(4, case_title(key)))
+        blocks.append(_case_table(results))
+    return blocks
+
+
+def _try(draw: Any) -> FigureSet:
+    """A figure that cannot be drawn is a note, never a lost report."""
+    try:
+        result: FigureSet = draw()
+        return result
+    except Exception as exc:  # a plotting bug must not lose the tables
+        return FigureSet(notes=[f"a figure could not be drawn: {type(exc).__name__}: {exc}"])
+
+
+def _sweep(group: MachineGroup, axis: str, palette: Palette, prefix: str, what: str) -> FigureSet:
+    from rnnbench.report.plots import sweep_figures
+
+    return sweep_figures(group, axis, palette, prefix, what)
+
+
+def _per_step(group: MachineGroup, palette: Palette, prefix: str) -> FigureSet:
+    from rnnbench.report.plots import per_step_figure
+
+    return per_step_figure(group, palette, prefix)
+
+
+def _efficiency(group: MachineGroup, palette: Palette, prefix: str) -> FigureSet:
+    from rnnbench.report.plots import efficiency_figure
+
+    return efficiency_figure(group, palette, prefix)
+
+
+CASE_HEADERS = [
+    "backend",
+    "status",
+    "median",
+    "IQR",
+    "min",
+    "rounds",
+    "compile",
+    "per step",
+    "GFLOP/s",
+    "efficiency",
+    "path",
+]
+
+
+def _case_table(results: list[dict[str, Any]]) -> Table:
+    rows, css = [], []
+    ok = sorted((r for r in results if is_ok(r)), key=lambda r: r["median_s"])
+    for r in ok + [r for r in results if not is_ok(r)]:
+        measured = is_ok(r)
+        status = r["status"] if measured or not r.get("error") else f"{r['status']}: {r['error']}"
+        rows.append(
+            [
+                series_label(r),
+                status,
+                fmt_time(r["median_s"]) if measured else "-",
+                fmt_time(r["iqr_s"]) if measured else "-",
+                fmt_time(r["min_s"]) if measured else "-",
+                str(r.get("rounds") or "-"),
+                fmt_time(r["compile_s"]),
+                fmt_time(r["median_s"] / r["seq_len"]) if measured else "-",
+                fmt_num(gflops_of(r)) if measured else "-",
+                fmt_pct(r["efficiency"]) if measured else "-",
+                str(r.get("path") or "-"),
+            ]
+        )
+        css.append(_status_css(str(r["status"])))
+    return Table(CASE_HEADERS, rows, css, numeric={2, 3, 4, 5, 6, 7, 8, 9})
+
+
+def _check_blocks(
+    checks: list[CheckFile], palette: Palette, drawn: FigureSet, figures: bool
+) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Equivalence with the float64 reference", "equivalence")]
+    blocks.append(
+        Para(
+            "Each backend's output against NumPy in float64 on the same weights and input: the "
+            "largest absolute and relative error over every step, batch element and feature, "
+            "and the verdict against the tolerance for the dtype and sequence length."
+        )
+    )
+    if figures:
+        from rnnbench.report.plots import error_figure
+
+        found = _try(lambda: error_figure(checks, palette))
+        _add_figures(blocks, drawn, found)
+        if found.notes:
+            blocks.append(Notes("Notes", found.notes))
+    headers = [
+        "backend",
+        "dtype",
+        "device",
+        "status",
+        "max abs",
+        "max rel",
+        "h_n max abs",
+        "first bad step",
+        "tolerance",
+        "path",
+    ]
+    for check in checks:
+        blocks.append(Heading(4, f"{check.case} · T={check.seq_len}"))
+        blocks.append(Para(f"From `{check.path}`.", "meta"))
+        blocks.append(_pivot(check))
+        rows, css = [], []
+        for r in check.rows:
+            status = str(r["status"])
+            if r.get("reason") and status != "pass":
+                status += f": {r['reason']}"
+            bad = r.get("first_bad_step")
+            if bad is not None and r.get("first_bad_index") is not None:
+                bad = f"t={bad} {tuple(r['first_bad_index'])}"
+            rows.append(
+                [
+                    str(r["backend"]),
+                    str(r["dtype"]),
+                    str(r.get("device", "-")),
+                    status,
+                    fmt_num(r["max_abs"], ".2e"),
+                    fmt_num(r["max_rel"], ".2e"),
+                    fmt_num(r["h_n_max_abs"], ".2e"),
+                    "-" if bad is None else str(bad),
+                    str(r.get("tolerance") or "-"),
+                    str(r.get("path") or "-"),
+                ]
+            )
+            css.append(_status_css(str(r["status"])))
+        blocks.append(Table(headers, rows, css, numeric={4, 5, 6}))
+    return blocks
+
+
+def _pivot(check: CheckFile) -> Table:
+    """Max absolute error per backend (rows) and dtype (columns), with the verdict."""
+    dtypes = list(dict.fromkeys(str(r["dtype"]) for r in check.rows))
+    backends = list(dict.fromkeys(str(r["backend"]) for r in check.rows))
+    cell = {(str(r["backend"]), str(r["dtype"])): r for r in check.rows}
+    rows, css = [], []
+    for b in backends:
+        row, worst = [b], ""
+        for d in dtypes:
+            r = cell.get((b, d))
+            if r is None:
+                row.append("-")
+                continue
+            status = str(r["status"])
+            err = fmt_num(r["max_abs"], ".2e")
+            row.append(f"{err} {status}" if status in ("pass", "fail") else status)
+            if status not in ("pass", "skipped") or (status == "skipped" and not worst):
+                worst = _status_css(status)
+        rows.append(row)
+        css.append(worst)
+    return Table(
+        ["backend", *(f"{d} max abs error" for d in dtypes)],
+        rows,
+        css,
+        numeric=set(range(1, len(dtypes) + 1)),
+        caption="Max absolute error per backend and dtype",
+    )
+
+
+def _have_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write_report(
+    paths: Sequence[str | Path], out_dir: str | Path, figures: bool = True
+) -> dict[str, Path]:
+    """Read ``paths``, write the report into ``out_dir``; return the paths written.
+    ``figures=False`` (or no matplotlib) writes the tables and notes only.
+
+    Every file is written to a temporary name and renamed, so that an interrupted run never
+    leaves a half-written report behind."""
+    data = gather(paths)
+    blocks, drawn = build_blocks(data, figures=figures and _have_matplotlib())
+    out = Path(out_dir)
+    fig_dir = out / FIGURE_DIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for f in drawn.figures:
+        _atomic_write(fig_dir / f"{f.name}.png", f.png)
+    md = out / "report.md"
+    page = out / "report.html"
+    _atomic_write(md, to_markdown(blocks, FIGURE_DIR).encode("utf-8"))
+    _atomic_write(page, to_html(blocks, TITLE).encode("utf-8"))
+    return {"markdown": md, "html": page, "figures": fig_dir}
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,250 @@
+"""Reading result files: bench results (``rnnbench bench --out``) and equivalence results
+(``rnnbench check --json``), told apart by their ``schema`` field.
+
+Schema versions are ``rnnbench.<kind>/<major>[.<minor>]`` (``/1`` means ``/1.0``). The rule:
+a file is read when its kind is known and its major version is the one this rnnbench reads.
+Minor versions only ever *add* fields, so any minor of the same major is read: fields an older
+file lacks take their defaults, fields a newer file adds are ignored. A different major version,
+an unknown kind, or a file without a schema is refused with a message that says which versions
+are read. Required fields (the ones every minor has) must be present in every result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RNNBenchError
+
+# kind -> (major, minor) this rnnbench writes and reads
+READS: dict[str, tuple[int, int]] = {"bench": (1, 0), "check": (1, 0)}
+
+_SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
+
+# the fields that identify a benchmark case (everything but the backend that ran it)
+CASE_KEYS = (
+    "device",
+    "dtype",
+    "batch",
+    "seq_len",
+    "input_size",
+    "hidden_size",
+    "layers",
+    "bidirectional",
+    "threads",  # None: the library's default thread count
+)
+BENCH_REQUIRED = ("backend", *CASE_KEYS[:-1], "median_s", "status")
+# optional fields and their defaults (absent in older minors, or when a run failed)
+BENCH_DEFAULTS: dict[str, Any] = {
+    "variant": "default",
+    "path": None,
+    "iqr_s": math.nan,
+    "min_s": math.nan,
+    "rounds": 0,
+    "samples": [],
+    "compile_s": math.nan,
+    "gflops": math.nan,
+    "efficiency": math.nan,
+    "error": None,
+    "nonlinearity": "tanh",
+    "threads": None,
+    "q1_s": math.nan,
+    "q3_s": math.nan,
+    "time_per_step_s": math.nan,
+    "flops": math.nan,
+    "peak_gflops": math.nan,
+}
+CHECK_REQUIRED = ("backend", "dtype", "status")
+OK_STATUSES = ("ok", "pass")
+
+
+class ResultsFileError(RNNBenchError, ValueError):
+    """A results file cannot be read: not JSON, no schema, another version, missing fields."""
+
+
+@dataclass
+class BenchFile:
+    """One ``rnnbench bench --out`` file."""
+
+    path: str
+    schema: str
+    machine: dict[str, Any]
+    peak: dict[str, Any]
+    results: list[dict[str, Any]]
+    note: str | None = None  # e.g. read from a newer minor version
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine_id -> record
+
+
+@dataclass
+class CheckFile:
+    """One ``rnnbench check --json`` file."""
+
+    path: str
+    schema: str
+    case: str
+    batch: int | None
+    seq_len: int | None
+    rows: list[dict[str, Any]]
+    machine: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+def parse_schema(schema: Any, path: str) -> tuple[str, int, int]:
+    """``rnnbench.bench/1.2`` -> ("bench", 1, 2); a clear error for anything else."""
+    if not isinstance(schema, str) or not (m := _SCHEMA_RE.match(schema)):
+        raise ResultsFileError(
+            f"{path}: no rnnbench schema (found schema={schema!r})",
+            "give a file written by `rnnbench bench --out` or `rnnbench check --json`",
+        )
+    return m.group(1), int(m.group(2)), int(m.group(3) or 0)
+
+
+def check_version(kind: str, major: int, minor: int, path: str) -> str | None:
+    """Refuse what this rnnbench cannot read; return a note for a newer minor version."""
+    if kind not in READS:
+        raise ResultsFileError(
+            f"{path}: results of kind {kind!r} are not read here "
+            f"(known: {', '.join(f'rnnbench.{k}/*' for k in READS)})",
+            "give a bench or check results file",
+        )
+    our_major, our_minor = READS[kind]
+    if major != our_major:
+        raise ResultsFileError(
+            f"{path}: schema rnnbench.{kind}/{major}.{minor} is another major version; this "
+            f"rnnbench reads rnnbench.{kind}/{our_major}.x only",
+            "read it with the rnnbench version that wrote it, or rerun the benchmark"
+            if major < our_major
+            else "upgrade rnnbench to read it",
+        )
+    if minor > our_minor:
+        return (
+            f"written with schema rnnbench.{kind}/{major}.{minor}, newer than this rnnbench's "
+            f"{our_major}.{our_minor}: fields added since are ignored"
+        )
+    return None
+
+
+def load(path: str | Path) -> BenchFile | CheckFile:
+    """Read one results file of either kind."""
+    name = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ResultsFileError(f"{name}: no such file", "check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(
+            f"{name}: not a JSON results file ({exc})",
+            "a run cut short may have left it truncated; rerun it",
+        ) from None
+    if not isinstance(data, dict):
+        raise ResultsFileError(f"{name}: the top level is not a JSON object", None)
+    kind, major, minor = parse_schema(data.get("schema"), name)
+    note = check_version(kind, major, minor, name)
+    if kind == "bench":
+        return _bench(data, name, note)
+    return _check(data, name, note)
+
+
+def load_bench(path: str | Path) -> BenchFile:
+    """Read a bench results file; a check file is refused."""
+    found = load(path)
+    if not isinstance(found, BenchFile):
+        raise ResultsFileError(
+            f"{path}: holds equivalence results ({found.schema}), not timings",
+            "give files written by `rnnbench bench --out`",
+        )
+    return found
+
+
+def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
+    raw = data.get("results")
+    if not isinstance(raw, list):
+        raise ResultsFileError(f"{path}: no 'results' list", "rerun `rnnbench bench --out`")
+    results = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ResultsFileError(f"{path}: results[{i}] is not an object", None)
+        missing = [k for k in BENCH_REQUIRED if k not in item]
+        if missing:
+            raise ResultsFileError(
+                f"{path}: results[{i}] lacks {', '.join(missing)}",
+                "the file is damaged or not written by `rnnbench bench`",
+            )
+        row = {**BENCH_DEFAULTS, **item}
+        for key in (
+            "median_s",
+            "iqr_s",
+            "q1_s",
+            "q3_s",
+            "min_s",
+            "compile_s",
+            "gflops",
+            "efficiency",
+            "time_per_step_s",
+            "flops",
+            "peak_gflops",
+        ):
+            row[key] = _num(row[key])
+        row["samples"] = [float(s) for s in (row["samples"] or []) if _num(s) == _num(s)]
+        results.append(row)
+    return BenchFile(
+        path=path,
+        schema=str(data["schema"]),
+        machine=dict(data.get("machine") or {}),
+        peak=dict(data.get("peak") or {}),
+        results=results,
+        note=note,
+        machines={str(k): dict(v) for k, v in (data.get("machines") or {}).items()},
+    )
+
+
+def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
+    raw = data.get("rows")
+    if not isinstance(raw, list):
+        raise ResultsFileError(f"{path}: no 'rows' list", "rerun `rnnbench check --json`")
+    rows = []
+    for i, item in enumerate(raw):
+        missing = [k for k in CHECK_REQUIRED if not isinstance(item, dict) or k not in item]
+        if missing:
+            raise ResultsFileError(f"{path}: rows[{i}] lacks {', '.join(missing)}", None)
+        row = dict(item)
+        for key in ("max_abs", "max_rel", "h_n_max_abs"):
+            row[key] = _num(row.get(key))
+        row["error_per_step"] = [_num(v) for v in row.get("error_per_step") or []]
+        rows.append(row)
+    return CheckFile(
+        path=path,
+        schema=str(data["schema"]),
+        case=str(data.get("case", "")),
+        batch=data.get("batch"),
+        seq_len=data.get("seq_len"),
+        rows=rows,
+        machine=dict(data.get("machine") or {}),
+        note=note,
+    )
+
+
+def _num(value: Any) -> float:
+    """A float, NaN for None or anything that is not a number (JSON has no NaN of its own)."""
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def case_key(result: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(result.get(k) for k in CASE_KEYS)
+
+
+def run_key(result: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies one measurement across runs: backend, variant and the case."""
+    return (result["backend"], result.get("variant", "default"), *case_key(result))
+
+
+def is_ok(result: dict[str, Any]) -> bool:
+    return result.get("status") in OK_STATUSES and math.isfinite(result.get("median_s", math.nan))
