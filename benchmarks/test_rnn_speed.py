@@ -1,0 +1,99 @@
+"""Speed of one recurrent layer per backend and size, through pytest-benchmark's pedantic mode:
+the cell is built, loaded and given its input before timing; the first call (trace, compile,
+cuDNN plan) and warm-up rounds stay out of the statistics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rnnbench as rb
+from rnnbench.registry import runs_in_this_process
+
+# (batch, seq_len, input_size, hidden_size): latency-bound, small, and mid-size.
+SIZES = [(1, 100, 32, 32), (8, 50, 64, 64), (32, 100, 128, 256)]
+TARGET_S = 0.3  # seconds of timed rounds per benchmark
+_cells: dict[tuple[str, str, str], Any] = {}
+
+
+def _cell(name: str, variant: str, device: str) -> Any:
+    info = rb.backend_info(name)
+    reason = info.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"backend {name!r} unavailable: {reason}")
+    if not runs_in_this_process(info):
+        env = " ".join(f"{k}={v}" for k, v in info.env.items())
+        pytest.skip(
+            f"backend {name!r} needs {env} set before its library is imported, so it cannot "
+            f"share this process; run `{env} pytest benchmarks --bench-backends {name}`, or "
+            f"`rnnbench bench --backends {name}` (a worker process of its own)"
+        )
+    if device == "cuda":
+        from rnnbench.bench.machine import cuda_unavailable_reason
+
+        why = cuda_unavailable_reason()
+        if why:
+            pytest.skip(why)
+    key = (name, variant, device)
+    if key not in _cells:
+        try:
+            _cells[key] = rb.get_backend(name, device, "float32", variant, isolate=False)
+        except rb.BackendUnavailableError as exc:
+            pytest.skip(str(exc).split("\nHint:")[0])
+    return _cells[key]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "B{}-T{}-I{}-H{}".format(*s))
+def test_rnn_forward(
+    benchmark: Any, backend_variant: tuple[str, str], device: str, size: tuple[int, int, int, int]
+) -> None:
+    name, variant = backend_variant
+    batch, seq_len, input_size, hidden = size
+    cell = _cell(name, variant, device)
+    spec = rb.RNNSpec(input_size=input_size, hidden_size=hidden)
+    cell.load(rb.RNNWeights.random(spec, seed=0))
+    x = np.random.default_rng(1).standard_normal((batch, seq_len, input_size), np.float32)
+    prepared = cell.prepare(x, None)
+
+    def call() -> None:
+        cell.synchronize(cell.run(prepared))
+
+    # The first call apart (compile), then size the rounds to about TARGET_S.
+    t0 = time.perf_counter()
+    if hasattr(cell, "compile"):
+        cell.compile(prepared)
+    call()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - t0, 1e-7)
+    rounds = int(min(max(TARGET_S / once, 5), 2000))
+    flops = spec.flops(batch, seq_len)
+    info = cell.info()
+    benchmark.extra_info.update(
+        case={
+            "backend": name,
+            "variant": variant,
+            "batch": batch,
+            "seq_len": seq_len,
+            "input_size": input_size,
+            "hidden_size": hidden,
+            "dtype": "float32",
+        },
+        flops=flops,
+        path=info.get("path"),
+        device=device,
+        version=info.get("version"),
+        compile_s=compile_s,
+    )
+    benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None:
+        benchmark.extra_info["gflops"] = flops / stats.median / 1e9
+        benchmark.extra_info["time_per_step_s"] = stats.median / seq_len
+    y, h_n = cell.fetch(cell.run(prepared))
+    assert np.isfinite(y).all() and y.shape == (batch, seq_len, hidden)
+    assert h_n.shape == (1, batch, hidden)
