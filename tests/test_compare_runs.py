@@ -1,0 +1,159 @@
+"""``rnnbench compare``: verdicts on synthetic samples, the exit code, the schema rule, and the
+NumPy Mann-Whitney U test against SciPy's (SciPy is only a test-time cross-check)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rnnbench.cli import main
+from rnnbench.report.runs import verdict_for
+from rnnbench.report.stats import mann_whitney_u
+
+
+def _result(samples: np.ndarray, backend: str = "torch", **case: Any) -> dict[str, Any]:
+    s = np.asarray(samples, dtype=float)
+    q1, med, q3 = np.percentile(s, [25, 50, 75])
+    out = {
+        "backend": backend, "variant": "eager", "path": "aten", "device": "cpu",
+        "dtype": "float32", "batch": 32, "seq_len": 100, "input_size": 128, "hidden_size": 256,
+        "layers": 1, "bidirectional": False, "threads": None, "median_s": float(med),
+        "iqr_s": float(q3 - q1), "q1_s": float(q1), "q3_s": float(q3), "min_s": float(s.min()),
+        "rounds": len(s), "samples": s.tolist(), "compile_s": 0.01, "gflops": 1.0,
+        "efficiency": 0.1, "status": "ok", "error": None,
+    }  # fmt: skip
+    out.update(case)
+    return out
+
+
+def _file(path: Path, results: list[dict[str, Any]], schema: str = "rnnbench.bench/1") -> str:
+    machine = {"hostname": "ci", "cpu": {"model": "Test CPU"}, "gpus": []}
+    path.write_text(
+        json.dumps({"schema": schema, "machine": machine, "peak": {}, "results": results})
+    )
+    return str(path)
+
+
+def _noisy(rng: np.random.Generator, centre: float, n: int = 40) -> np.ndarray:
+    """Timing-like samples: a floor plus a one-sided tail, 2% spread."""
+    return centre * (1 + np.abs(rng.normal(0, 0.02, n)))
+
+
+def test_clear_slowdown_is_slower_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    old = _file(tmp_path / "old.json", [_result(_noisy(rng, 1e-3))])
+    new = _file(tmp_path / "new.json", [_result(_noisy(rng, 2e-3))])
+    assert main(["compare", old, new]) == 1
+    out = capsys.readouterr().out
+    assert "slower" in out and "1 regression" in out
+    row = verdict_for(_result(_noisy(rng, 1e-3)), _result(_noisy(rng, 2e-3)))
+    assert row.verdict == "slower" and 1.9 < row.ratio < 2.1 and row.p_value is not None
+    assert row.p_value < 1e-6 and row.test == "mann-whitney"
+    # and the other way round is faster, exit 0
+    assert main(["compare", new, old]) == 0
+    assert "faster" in capsys.readouterr().out
+
+
+def test_same_distribution_is_same(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    row = verdict_for(_result(_noisy(rng, 1e-3)), _result(_noisy(rng, 1e-3)))
+    assert row.verdict == "same" and abs(row.ratio - 1) < 0.02
+    old = _file(tmp_path / "old.json", [_result(_noisy(rng, 1e-3))])
+    new = _file(tmp_path / "new.json", [_result(_noisy(rng, 1e-3))])
+    assert main(["compare", old, new]) == 0
+
+
+def test_small_significant_change_is_same_below_threshold() -> None:
+    rng = np.random.default_rng(2)
+    base = _noisy(rng, 1e-3, 200)
+    old, new = _result(base), _result(base * 1.03)
+    row = verdict_for(old, new)
+    assert row.p_value is not None and row.p_value < 1e-3  # significant...
+    assert row.verdict == "same"  # ...but under the 5% threshold
+    assert verdict_for(old, new, threshold=0.01).verdict == "slower"
+
+
+def test_large_but_noisy_change_is_noisy() -> None:
+    rng = np.random.default_rng(3)
+    old = _result(rng.uniform(0.5e-3, 2e-3, 4))
+    new = _result(rng.uniform(0.5e-3, 2e-3, 4) * 1.3)
+    row = verdict_for(old, new)
+    assert row.verdict in ("noisy", "same")
+    assert row.verdict != "slower"  # four overlapping rounds cannot show a slowdown
+    few = verdict_for(_result([1.0, 1.01, 1.02]), _result([2.0, 2.01, 2.02]))
+    assert few.verdict == "noisy" and "too few rounds" in few.note  # p >= 0.1 with 3 + 3
+
+
+def test_unmatched_and_failed_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(4)
+    a = _result(_noisy(rng, 1e-3))
+    b_only_old = _result(_noisy(rng, 1e-3), hidden_size=512)
+    c_new = _result(_noisy(rng, 1e-3), hidden_size=1024)
+    broken = _result(_noisy(rng, 1e-3), backend="jax")
+    broken_new = dict(broken, status="timeout", median_s=None, samples=[], error="ran past 300 s")
+    old = _file(tmp_path / "old.json", [a, b_only_old, broken])
+    new = _file(tmp_path / "new.json", [a, c_new, broken_new])
+    assert main(["compare", old, new, "--json", str(tmp_path / "cmp.json")]) == 1
+    out = capsys.readouterr().out
+    assert "only-in-old" in out and "only-in-new" in out and "broken" in out
+    assert "ran past 300 s" in out
+    verdicts = {(c["backend"], c["case"].split("H=")[1][:4]): c["verdict"]
+                for c in json.loads((tmp_path / "cmp.json").read_text())["cases"]}  # fmt: skip
+    assert verdicts[("torch", "256")] == "same"
+    assert verdicts[("torch", "512")] == "only-in-old"
+    assert verdicts[("torch", "1024")] == "only-in-new"
+    assert verdicts[("jax", "256")] == "broken"
+
+
+def test_samples_missing_falls_back_to_iqr() -> None:
+    old = {**_result([1.0, 1.1, 1.2, 1.3]), "samples": []}
+    new = {**_result([2.0, 2.1, 2.2, 2.3]), "samples": []}
+    row = verdict_for(old, new)
+    assert row.test == "iqr" and row.verdict == "slower"
+
+
+def test_other_schema_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(5)
+    old = _file(tmp_path / "old.json", [_result(_noisy(rng, 1e-3))], "rnnbench.bench/2")
+    new = _file(tmp_path / "new.json", [_result(_noisy(rng, 1e-3))])
+    assert main(["compare", old, new]) == 2
+    err = capsys.readouterr().err
+    assert "another major version" in err and "rnnbench.bench/1" in err and "Hint:" in err
+    # an older (or newer) minor of the same major is read
+    older = _file(tmp_path / "older.json", [_result(_noisy(rng, 1e-3))], "rnnbench.bench/1.0")
+    assert main(["compare", older, new]) == 0
+    # a check file is not a bench file
+    check = tmp_path / "check.json"
+    check.write_text(json.dumps({"schema": "rnnbench.check/1", "rows": []}))
+    assert main(["compare", str(check), new]) == 2
+    assert "equivalence results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "shift", "ties"),
+    [(5, 7, 0.8, False), (8, 30, 0.0, False), (40, 35, 0.4, False), (30, 25, 0.2, True)],
+)
+def test_mann_whitney_matches_scipy(n1: int, n2: int, shift: float, ties: bool) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(n1 * 100 + n2)
+    x, y = rng.standard_normal(n1), rng.standard_normal(n2) + shift
+    if ties:
+        x, y = np.round(x, 1), np.round(y, 1)
+    u, p = mann_whitney_u(x, y)
+    ref = stats.mannwhitneyu(x, y, alternative="two-sided")
+    assert u == pytest.approx(float(ref.statistic))
+    assert p == pytest.approx(float(ref.pvalue), rel=1e-9, abs=1e-15)
+
+
+def test_mann_whitney_edge_cases() -> None:
+    assert mann_whitney_u([1.0, 1.0], [1.0, 1.0])[1] == 1.0
+    with pytest.raises(ValueError, match="at least one value"):
+        mann_whitney_u([], [1.0])
+    # fully separated samples of 3 and 3: the exact two-sided p is 2/20
+    assert mann_whitney_u([1, 2, 3], [4, 5, 6])[1] == pytest.approx(0.1)
