@@ -27,9 +27,11 @@ from rnnbench.errors import (
     BackendRuntimeError,
     BackendUnavailableError,
     DTypeError,
+    LayoutError,
     RNNBenchError,
     ShapeError,
     SpecError,
+    WeightFileError,
 )
 from rnnbench.registry import BackendInfo
 from rnnbench.spec import RNNSpec
@@ -38,7 +40,15 @@ from rnnbench.weights import RNNWeights
 # Errors a worker may raise that keep their class on this side (others become BackendRuntimeError).
 _PASS_THROUGH: dict[str, type[RNNBenchError]] = {
     cls.__name__: cls
-    for cls in (BackendUnavailableError, DTypeError, ShapeError, SpecError, BackendRuntimeError)
+    for cls in (
+        BackendUnavailableError,
+        DTypeError,
+        ShapeError,
+        SpecError,
+        BackendRuntimeError,
+        LayoutError,
+        WeightFileError,
+    )
 }
 
 

@@ -151,10 +151,16 @@ def keras_target(arrays: Arrays, **case: Any) -> Result:
     return {}, {"y": _keras_run(model, arrays["x"])}
 
 
+_KERAS_MODELS: dict[str, Any] = {}
+
+
 def keras_load_weights_file(arrays: Arrays, path: str, **case: Any) -> Result:
     """A Keras model of the case, ``load_weights(path)`` (a .weights.h5), run on x."""
-    model = _keras_model(case)
-    model.load_weights(path)
+    import json
+
+    key = json.dumps(case, sort_keys=True)
+    model = _KERAS_MODELS.get(key) or _KERAS_MODELS.setdefault(key, _keras_model(case))
+    model.load_weights(path)  # every weight of the model comes from the file
     return {}, {"y": _keras_run(model, arrays["x"])}
 
 
@@ -242,15 +248,30 @@ def tf1_target(arrays: Arrays, **case: Any) -> Result:
         return {}, {"y": sess.run(y, {x: arrays["x"]})}
 
 
+_GRAPHS: dict[str, tuple[Any, ...]] = {}
+
+
+def _cached_graph(case: dict[str, Any]) -> tuple[Any, ...]:
+    """(x, y, saver, session, variables) per case, built once per worker (graph building is the
+    slow part; restoring or assigning into it again is fast)."""
+    import json
+
+    key = json.dumps(case, sort_keys=True)
+    if key not in _GRAPHS:
+        tf = _tf1()
+        graph, x, y, _ = _tf1_graph(case)
+        with graph.as_default():
+            variables = tf.compat.v1.global_variables()
+            saver = tf.compat.v1.train.Saver()
+        _GRAPHS[key] = (x, y, saver, tf.compat.v1.Session(graph=graph), variables)
+    return _GRAPHS[key]
+
+
 def tf1_restore_checkpoint(arrays: Arrays, path: str, **case: Any) -> Result:
     """A TF1 graph of the case, ``Saver().restore(sess, path)``, run on x."""
-    tf = _tf1()
-    graph, x, y, _ = _tf1_graph(case)
-    with graph.as_default():
-        saver = tf.compat.v1.train.Saver()
-    with tf.compat.v1.Session(graph=graph) as sess:
-        saver.restore(sess, path)
-        return {}, {"y": sess.run(y, {x: arrays["x"]})}
+    x, y, saver, sess, _ = _cached_graph(case)
+    saver.restore(sess, path)  # restores every variable of the graph, or fails
+    return {}, {"y": sess.run(y, {x: arrays["x"]})}
 
 
 # --- ONNX (in process, onnxruntime) ---------------------------------------------------------
@@ -399,3 +420,14 @@ def runners(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, Runner]:
     with ThreadPoolExecutor(max(len(new), 1)) as pool:
         list(pool.map(lambda lib: _RUNNERS[lib].call("import_library", {}, library=lib), new))
     return {lib: _RUNNERS[lib] for lib in libraries if lib in _RUNNERS}
+
+
+def tf1_assign_by_name(arrays: Arrays, path: str, **case: Any) -> Result:
+    """A TF1 graph of the case whose variables are assigned from a .tf1.npz by name, run on x."""
+    x, y, _, sess, variables = _cached_graph(case)
+    with np.load(path, allow_pickle=False) as data:
+        named = {name: data[name] for name in data.files}
+    assert {v.name[:-2] for v in variables} == set(named), sorted(named)
+    for v in variables:
+        v.load(named[v.name[:-2]], sess)
+    return {}, {"y": sess.run(y, {x: arrays["x"]})}

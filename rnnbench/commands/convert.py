@@ -1,0 +1,61 @@
+"""``rnnbench convert``: RNN weights from one library's file format to another's."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "convert RNN weights between file formats (torch .pt, Keras .weights.h5, ONNX, TF1, npz)"
+
+_FORMAT_HELP = (
+    "npz, safetensors (rnnbench's own, spec inside), torch (.pt state dict), keras "
+    "(.weights.h5), onnx (.onnx), tf1-npz (.tf1.npz: TF1 variable names as keys), tf1-ckpt "
+    "(.ckpt checkpoint prefix)"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="the file to read")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="the file to write")
+    parser.add_argument(
+        "--from",
+        dest="from_format",
+        metavar="FMT",
+        default=None,
+        help=f"format of IN (default: from its name; a plain .npz by its keys): {_FORMAT_HELP}",
+    )
+    parser.add_argument(
+        "--to",
+        dest="to_format",
+        metavar="FMT",
+        default=None,
+        help="format of OUT (default: from its name; a plain .npz is rnnbench's own)",
+    )
+    parser.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default=None,
+        help="the activation, for formats that do not record it (torch, keras, tf1-*; default "
+        "tanh); must agree with formats that do",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=None,
+        help="read only the RNN under this name prefix (a torch module path 'encoder.rnn.', a "
+        "TF1 scope 'encoder/', a Keras layer group, an ONNX node name)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnbench import formats
+
+    src_fmt = args.from_format or formats.guess(args.input, reading=True)
+    dst_fmt = args.to_format or formats.guess(args.output, reading=False)
+    formats.get_format(src_fmt)
+    formats.get_format(dst_fmt)
+    weights = formats.read(args.input, src_fmt, nonlinearity=args.nonlinearity, prefix=args.prefix)
+    notes = formats.write(weights, args.output, dst_fmt)
+    print(f"read  {args.input} ({src_fmt}): {weights.spec.describe()}, {weights.dtype}")
+    print(f"wrote {args.output} ({dst_fmt})")
+    for note in notes:
+        print(f"note: {note}")
+    return 0
