@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rnnbench.cell import RNNCell
-from rnnbench.errors import BackendUnavailableError, RNNBenchError, UnknownBackendError
+from rnnbench.errors import (
+    BackendRuntimeError,
+    BackendUnavailableError,
+    RNNBenchError,
+    UnknownBackendError,
+)
 
 ENTRY_POINT_GROUP = "rnnbench.backends"
 
@@ -235,12 +240,25 @@ def get_backend(
 
 
 def load_cell_class(info: BackendInfo) -> Any:
+    """Import the backend's cell class. A missing *library* makes the backend unavailable (a
+    skip); any other import failure is a bug in the adapter and is raised as one."""
     module_name, _, attr = info.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend {info.name!r} failed to import {module_name}: {exc}",
-            f"pip install 'rnnbench[{info.extra}]'" if info.extra else None,
+        missing = (getattr(exc, "name", None) or "").split(".")[0]
+        if missing and missing in {r.split(".")[0] for r in info.requires}:
+            raise BackendUnavailableError(
+                f"backend {info.name!r} cannot import {missing}: {exc}",
+                f"pip install 'rnnbench[{info.extra}]'" if info.extra else None,
+            ) from exc
+        raise BackendRuntimeError(
+            f"backend {info.name!r}: importing its adapter {module_name} failed: {exc}",
+            "this is a bug in the adapter or a broken install, not a missing library",
         ) from exc
-    return getattr(module, attr)
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise BackendRuntimeError(
+            f"backend {info.name!r}: {module_name} has no {attr!r}", "check the registration"
+        ) from exc

@@ -39,6 +39,14 @@ def test_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "surely_not_installed_lib" in message and "pip install 'rnnbench[fake]'" in message
 
 
+def test_a_broken_adapter_is_an_error_not_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its library is installed (numpy), so an import failure of the adapter is a bug."""
+    broken = rb.BackendInfo("broken", "rnnbench.backends.no_such_adapter:Cell", requires=("numpy",))
+    monkeypatch.setitem(registry._load_registry(), "broken", broken)
+    with pytest.raises(rb.BackendRuntimeError, match="importing its adapter"):
+        rb.get_backend("broken")
+
+
 def test_unknown_device_is_refused() -> None:
     with pytest.raises(rb.BackendUnavailableError, match="has no device 'tpu'"):
         rb.get_backend("numpy", device="tpu")
