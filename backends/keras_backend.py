@@ -1,0 +1,371 @@
+"""The Keras 3 backend: ``SimpleRNN`` layers (``Bidirectional(merge_mode="concat")`` for two
+directions) in a functional model, on whichever backend Keras was imported with.
+
+Keras reads ``KERAS_BACKEND`` once, at import, so the three registered backends ("keras" on
+TensorFlow, "keras-jax", "keras-torch") are ``isolated``: each runs in a worker process whose
+environment names its Keras backend. ``KerasCell`` builds the cell class of the Keras backend
+that is running and refuses to start when that is not the one ``KERAS_BACKEND`` asks for.
+
+Variants: ``eager`` calls the model (op by op; Keras' own scan or loop inside); ``jit`` is what
+Keras does for ``model.compile(jit_compile=True)``, written against the backend so that inputs
+and outputs stay on the device: ``tf.function(jit_compile=True)`` (XLA), ``jax.jit`` over
+``model.stateless_call``; on torch, where Keras would use ``torch.compile``, no usable jit
+exists (see ``KerasTorchCell._check_variant``). Keras computes float64 only on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rnnbench.cell import BaseCell
+from rnnbench.errors import BackendRuntimeError, BackendUnavailableError
+from rnnbench.spec import RNNSpec
+from rnnbench.weights import RNNWeights
+
+# Keras backend -> rnnbench backend name (as registered in rnnbench/registry.py).
+REGISTERED_NAMES = {"tensorflow": "keras", "jax": "keras-jax", "torch": "keras-torch"}
+
+
+def _import_keras() -> Any:
+    try:
+        import keras
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"backend 'keras' cannot import keras: {exc}", "pip install 'rnnbench[keras]'"
+        ) from exc
+    return keras
+
+
+def running_keras_backend() -> str:
+    """The Keras backend of this process, checked against ``KERAS_BACKEND``."""
+    keras = _import_keras()
+    running = str(keras.backend.backend())
+    wanted = os.environ.get("KERAS_BACKEND")
+    if wanted is not None and wanted != running:
+        raise BackendUnavailableError(
+            f"KERAS_BACKEND={wanted!r} but Keras in this process runs on {running!r} (Keras "
+            "reads KERAS_BACKEND once, when it is first imported)",
+            f"use rnnbench.get_backend({REGISTERED_NAMES.get(wanted, 'keras')!r}) without "
+            "isolate=False: it starts a worker process with the right environment",
+        )
+    if running not in REGISTERED_NAMES:
+        raise BackendUnavailableError(
+            f"Keras runs on {running!r}, which rnnbench has no backend for",
+            f"set KERAS_BACKEND to one of {', '.join(REGISTERED_NAMES)}",
+        )
+    return running
+
+
+def build_model(keras: Any, spec: RNNSpec, dtype: str) -> Any:
+    """A functional model: inputs [x, h0 per layer and direction], outputs [y, h_n] with h_n in
+    torch's (layers*dirs, batch, hidden) order. Stacked layers read the previous layer's whole
+    output, so with two directions layer k > 0 reads both, as in torch.nn.RNN."""
+    x = keras.Input((None, spec.input_size), dtype=dtype, name="x")
+    n_states = spec.num_layers * spec.num_directions
+    h0 = [keras.Input((spec.hidden_size,), dtype=dtype, name=f"h0_{i}") for i in range(n_states)]
+    y, finals = x, []
+    for k in range(spec.num_layers):
+        rnn = keras.layers.SimpleRNN(
+            spec.hidden_size,
+            activation=spec.nonlinearity,
+            use_bias=spec.bias,
+            return_sequences=True,
+            return_state=True,
+            dtype=dtype,
+            name=f"simple_rnn_{k}",
+        )
+        if spec.bidirectional:
+            layer = keras.layers.Bidirectional(
+                rnn, merge_mode="concat", dtype=dtype, name=f"bidirectional_{k}"
+            )
+            # Bidirectional hands the first half of initial_state to the forward layer.
+            y, h_fw, h_bw = layer(y, initial_state=[h0[2 * k], h0[2 * k + 1]])
+            finals += [h_fw, h_bw]
+        else:
+            y, h = rnn(y, initial_state=[h0[k]])
+            finals.append(h)
+    h_n = keras.ops.stack(finals, axis=0)
+    return keras.Model([x, *h0], [y, h_n], name="rnnbench_rnn")
+
+
+class KerasCell(BaseCell):
+    """Keras 3 ``SimpleRNN``; ``KerasCell(...)`` gives the subclass of the running Keras backend
+    (``KerasTensorFlowCell``, ``KerasJaxCell`` or ``KerasTorchCell``)."""
+
+    name: ClassVar[str] = "keras"
+    distribution = "keras"
+    keras_backend: ClassVar[str] = "tensorflow"
+    variants = ("eager", "jit")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> KerasCell:
+        if cls is KerasCell:
+            cls = _CELL_CLASSES[running_keras_backend()]
+        return super().__new__(cls)
+
+    def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
+        super().__init__(device, dtype, variant)
+        running = running_keras_backend()
+        if running != self.keras_backend:  # a subclass built by hand in the wrong process
+            raise BackendUnavailableError(
+                f"backend {self.name!r} needs Keras on {self.keras_backend!r}; this process "
+                f"runs Keras on {running!r}",
+                f"use rnnbench.get_backend({self.name!r})",
+            )
+        self._keras = _import_keras()
+        if self.dtype == np.float64 and self._keras.backend.result_type("float64") != "float64":
+            # Keras 3 promotes float64 to float32 on every backend but TensorFlow (its dtype
+            # lattice follows JAX without x64): ops.matmul then computes a float64 layer in
+            # float32 on torch, and lax.scan rejects the mixed carry on jax.
+            raise BackendUnavailableError(
+                f"backend {self.name!r} cannot compute in float64: Keras "
+                f"{self._keras.__version__} on {running} promotes float64 to float32 "
+                "(keras.backend.result_type('float64') is "
+                f"{self._keras.backend.result_type('float64')!r})",
+                "use dtype float32, or the 'keras' backend (TensorFlow) for float64",
+            )
+        self._check_device()
+        self._check_variant()
+        self._model: Any = None
+        self._fn: Any = None
+
+    # --- per-backend hooks ---------------------------------------------------------------
+    def _check_device(self) -> None:
+        """Raise BackendUnavailableError when ``self.device`` is not present."""
+
+    def _check_variant(self) -> None:
+        """Raise BackendUnavailableError when ``self.variant`` cannot run on this backend."""
+
+    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
+        """Enter backend settings that must hold while building, loading and running."""
+
+    def _compile(self, model: Any) -> Any:
+        """The ``jit`` variant's function of the input list, returning [y, h_n]."""
+        raise NotImplementedError
+
+    def _call(self, inputs: list[Any]) -> Any:
+        if self.variant == "eager":
+            return self._model(inputs, training=False)
+        if self._fn is None:
+            self._fn = self._compile(self._model)
+        return self._fn(inputs)
+
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[None]:
+        keras_device = "cpu" if self.device == "cpu" else "gpu:0"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._keras.device(keras_device))
+            self._extra_scope(stack)
+            yield
+
+    # --- the cell ------------------------------------------------------------------------
+    def _load(self, weights: RNNWeights) -> None:
+        keras = self._keras
+        spec = weights.spec
+        with self._scope():
+            if self._model is None or spec != self._spec:
+                self._model = build_model(keras, spec, str(self.dtype))
+                self._fn = None
+            per_layer = weights.to_keras()
+            per_layer = per_layer if spec.num_layers > 1 else [per_layer]
+            rnn_layers = [
+                layer
+                for layer in self._model.layers
+                if layer.name.startswith(("simple_rnn_", "bidirectional_"))
+            ]
+            for layer, arrays in zip(rnn_layers, per_layer):
+                # Bidirectional.get_weights() is the forward layer's, then the backward's:
+                # the order to_keras() gives (checked by tests/test_backend_keras.py).
+                layer.set_weights([np.asarray(a, self.dtype) for a in arrays])
+            self._fn = None  # jax's compiled function closes over the weight values
+
+    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+        xs, h = self.check_inputs(x, h0)
+        if h is None:
+            h = np.zeros(
+                (
+                    self.spec.num_layers * self.spec.num_directions,
+                    xs.shape[0],
+                    self.spec.hidden_size,
+                ),
+                self.dtype,
+            )
+        ops = self._keras.ops
+        with self._scope():
+            return [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in (xs, *h)]
+
+    def run(self, prepared: Any) -> Any:
+        with self._scope():
+            y, h_n = self._call(prepared)
+        return y, h_n
+
+    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        with self._scope():
+            y, h_n = (np.asarray(self._keras.ops.convert_to_numpy(t)) for t in result)
+        if y.dtype != self.dtype or h_n.dtype != self.dtype:
+            raise BackendRuntimeError(
+                f"backend {self.name!r} computed in {y.dtype}, not the requested {self.dtype}",
+                "a float64 Keras layer needs its backend's 64-bit mode",
+            )
+        return y, h_n
+
+    def path(self) -> str:
+        return f"keras {self.keras_backend} {self.variant}: {self._path_detail()}"
+
+    def _path_detail(self) -> str:
+        return ""
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out["keras_backend"] = str(self._keras.backend.backend())
+        out["versions"] = {
+            "keras": self._keras.__version__,
+            self.keras_backend: _module_version(self.keras_backend),
+        }
+        return out
+
+
+def _module_version(module: str) -> str | None:
+    with contextlib.suppress(ImportError):
+        return str(__import__(module).__version__)
+    return None
+
+
+class KerasTensorFlowCell(KerasCell):
+    name = "keras"
+    keras_backend = "tensorflow"
+    devices = ("cpu",)
+
+    def _compile(self, model: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)
+
+    def synchronize(self, result: Any) -> None:
+        # TensorFlow has no "wait for this tensor": a host copy is the only way.
+        for t in result:
+            t.numpy()
+
+    def _path_detail(self) -> str:
+        how = (
+            "model call (tf.while_loop)"
+            if self.variant == "eager"
+            else ("tf.function(jit_compile=True) (XLA)")
+        )
+        return f"{how}; synchronized by a .numpy() host copy (TF's only way)"
+
+
+class KerasJaxCell(KerasCell):
+    name = "keras-jax"
+    keras_backend = "jax"
+    devices = ("cpu", "cuda")
+
+    def _check_device(self) -> None:
+        if self.device == "cuda":
+            import jax
+
+            try:
+                jax.devices("gpu")
+            except RuntimeError as exc:
+                raise BackendUnavailableError(
+                    f"backend {self.name!r}: JAX sees no GPU ({exc})",
+                    "install jax[cuda12] on a machine with an NVIDIA GPU, or use device='cpu'",
+                ) from exc
+
+    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
+        import jax
+
+        # Scoped (thread-local) switches, not process-wide ones: float64 needs JAX's 64-bit
+        # mode, and float32 matrix products must not drop to TF32 on GPUs.
+        # (The precision switch is for float32 alone: under it, JAX computes a float64 dot in
+        # float32, seen with jax 0.10.)
+        if self.dtype == np.float64:
+            stack.enter_context(jax.enable_x64(True))
+        else:
+            stack.enter_context(jax.default_matmul_precision("highest"))
+
+    def _compile(self, model: Any) -> Any:
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def forward(tv: Any, ntv: Any, inputs: Any) -> Any:
+            outputs, _ = model.stateless_call(tv, ntv, inputs, training=False)
+            return outputs
+
+        return lambda inputs: forward(trainable, non_trainable, inputs)
+
+    def synchronize(self, result: Any) -> None:
+        import jax
+
+        jax.block_until_ready(result)
+
+    def _path_detail(self) -> str:
+        how = (
+            "model call (lax.scan)"
+            if self.variant == "eager"
+            else ("jax.jit(model.stateless_call) (XLA)")
+        )
+        precision = "; matmul precision highest" if self.dtype == np.float32 else "; x64 mode"
+        return f"{how}{precision}; synchronized by block_until_ready"
+
+
+class KerasTorchCell(KerasCell):
+    name = "keras-torch"
+    keras_backend = "torch"
+    devices = ("cpu", "cuda")
+
+    def _check_device(self) -> None:
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"backend {self.name!r}: torch sees no CUDA device",
+                "install a CUDA build of torch on a machine with an NVIDIA GPU, or use "
+                "device='cpu'",
+            )
+
+    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
+        import torch
+
+        stack.enter_context(torch.no_grad())  # inference, as Keras' predict does
+
+    def _check_variant(self) -> None:
+        if self.variant == "jit":
+            # What model.compile(jit_compile=True) does on torch is torch.compile; measured with
+            # keras 3.15 / torch 2.13 on a 1-layer H=5 RNN of T=7: Dynamo unrolls Keras' Python
+            # loop over the steps, took 124 s to compile, then hit its recompile limit and fell
+            # back to eager without saying so. That is no compiled path to measure.
+            raise BackendUnavailableError(
+                f"backend {self.name!r} has no usable 'jit' variant: torch.compile (what Keras "
+                "uses for jit_compile=True on torch) unrolls Keras' per-step Python loop, takes "
+                "minutes for a few steps and silently falls back to eager at its recompile limit",
+                "use variant 'eager' for keras-torch, or the 'torch' backend for compiled torch",
+            )
+
+    def _compile(self, model: Any) -> Any:
+        raise NotImplementedError  # unreachable: _check_variant refuses 'jit'
+
+    def synchronize(self, result: Any) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def _path_detail(self) -> str:
+        how = "model call under torch.no_grad (Python loop over steps)"
+        sync = "torch.cuda.synchronize" if self.device == "cuda" else "none needed on cpu"
+        return f"{how}; synchronized by {sync}"
+
+
+_CELL_CLASSES: dict[str, type[KerasCell]] = {
+    "tensorflow": KerasTensorFlowCell,
+    "jax": KerasJaxCell,
+    "torch": KerasTorchCell,
+}
