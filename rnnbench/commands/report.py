@@ -27,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from rnnbench.report.build import write_report
 
     written = write_report(args.files, args.out, figures=not args.no_figures)
-    print(f"report written: {written['html']} (and {written['markdown']})")
+    page = written["html"].resolve()
+    print(f"report written: {page} (and {written['markdown']})")
+    print(f"open it in a browser: {page.as_uri()}")
     return 0

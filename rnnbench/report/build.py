@@ -46,7 +46,10 @@ def fmt_num(value: Any, spec: str = ".3g") -> str:
         v = float(value)
     except (TypeError, ValueError):
         return "-"
-    return f"{v:{spec}}" if math.isfinite(v) else "-"
+    if not math.isfinite(v):
+        return "-"
+    # GPU rates run to tens of thousands: 51,234 reads better than 5.12e+04
+    return f"{v:,.0f}" if spec.endswith("g") and abs(v) >= 1000 else f"{v:{spec}}"
 
 
 def fmt_pct(value: Any) -> str:
@@ -60,9 +63,14 @@ def fmt_pct(value: Any) -> str:
 
 
 def _status_css(status: str) -> str:
-    return {"ok": "", "pass": "", "skipped": "skip", "timeout": "warn", "fail": "bad"}.get(
-        status, "bad"
-    )
+    return {
+        "ok": "",
+        "pass": "",
+        "skipped": "skip",
+        "timeout": "warn",
+        "interrupted": "warn",
+        "fail": "bad",
+    }.get(status, "bad")
 
 
 def _slug(text: str) -> str:
@@ -350,6 +358,11 @@ def write_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     for f in drawn.figures:
         _atomic_write(fig_dir / f"{f.name}.png", f.png)
+    # figures of an earlier report in the same folder that this one did not draw
+    current = {f"{f.name}.png" for f in drawn.figures}
+    for old in fig_dir.glob("*.png"):
+        if old.name not in current and re.match(r"^(m\d+-|equivalence-)", old.name):
+            old.unlink()
     md = out / "report.md"
     page = out / "report.html"
     _atomic_write(md, to_markdown(blocks, FIGURE_DIR).encode("utf-8"))

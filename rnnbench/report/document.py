@@ -119,7 +119,7 @@ tr.warn td { background: #fff8c5; }
 tr.skip td { background: #f3f4f6; color: #57606a; }
 table.facts th { text-align: right; background: #fff; white-space: nowrap; }
 table.facts td { max-width: 1000px; }
-caption { caption-side: top; text-align: left; color: #57606a; padding: 2px 0; }
+p.caption { color: #57606a; font-size: 0.9em; margin: 1em 0 0.2em; }
 details { margin: 0.5em 0 1em; }
 details summary { cursor: pointer; color: #0969da; }
 figure { margin: 1em 0 1.6em; }
@@ -202,5 +202,6 @@ def _html_table(t: Table) -> str:
             for j, c in enumerate(row)
         )
         body.append(f"<tr{cls}>{cells}</tr>")
-    caption = f"<caption>{esc(t.caption)}</caption>" if t.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # a paragraph, not <caption>: a caption wraps to the width of a narrow table
+    caption = f'<p class="caption">{esc(t.caption)}</p>' if t.caption else ""
+    return f"{caption}<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
