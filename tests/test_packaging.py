@@ -1,0 +1,30 @@
+"""The distribution ships every package folder, and the layout DESIGN.md draws."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {"rnnbench.backends"} | {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "rnnbench").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to pyproject's packages: {sorted(found - listed)}"
+    assert config["package-dir"]["rnnbench.backends"] == "backends"
+
+
+def test_extras_cover_every_backend() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    import rnnbench as rb
+
+    for name in rb.list_backends():
+        extra = rb.backend_info(name).extra
+        assert extra is None or extra in extras, f"backend {name} names a missing extra {extra}"
+    assert project["dependencies"] == ["numpy>=1.24"]  # the core depends on NumPy only
