@@ -385,11 +385,17 @@ class _Run:
         self.reporter.start(len(cases), self.summary.already_done, self.config.out)
         worker: Worker | None = None
         group: tuple[Any, ...] | None = None
+        # A backend that cannot run a (variant, device, dtype) says so once: the rest of those
+        # cases are skipped with its reason, without starting a worker for each.
+        unavailable: dict[tuple[str, str, str, str], str] = {}
         try:
             for case in todo:
                 self.reporter.case_started(case)
+                where = (case.backend, case.variant, case.device, case.dtype)
                 if case.backend in skip:
                     rec = self.record(case, "skipped", skip[case.backend])
+                elif where in unavailable:
+                    rec = self.record(case, "skipped", unavailable[where])
                 else:
                     self.peak(case)
                     key = (case.backend, case.variant, case.threads)
@@ -401,6 +407,8 @@ class _Run:
                         worker = Worker(case.backend, {**info.env, **thread_env(case.threads)})
                         group = key
                     rec = self.measure(worker, case, backend_info(case.backend))
+                    if rec["status"] == "skipped":
+                        unavailable[where] = rec["error"]
                     if rec["status"] != "ok":  # a fresh worker for the next case
                         worker.kill()
                         worker.close()

@@ -1,0 +1,75 @@
+"""A plain-text table of a results file: ``python -m rnnbench.bench.table FILE.json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rnnbench.bench.progress import format_seconds
+
+
+def format_table(data: dict[str, Any]) -> str:
+    head = (
+        "backend",
+        "variant",
+        "dev",
+        "B",
+        "T",
+        "I",
+        "H",
+        "median",
+        "IQR",
+        "per step",
+        "compile",
+        "GFLOP/s",
+        "eff %",
+        "status",
+    )
+    rows = []
+    for r in data.get("results", []):
+        ok = r.get("status") == "ok"
+        eff = r.get("efficiency")
+        rows.append(
+            (
+                r["backend"],
+                r["variant"],
+                r["device"],
+                r["batch"],
+                r["seq_len"],
+                r["input_size"],
+                r["hidden_size"],
+                format_seconds(r.get("median_s")),
+                format_seconds(r.get("iqr_s")),
+                format_seconds(r.get("time_per_step_s")),
+                format_seconds(r.get("compile_s")),
+                f"{r['gflops']:.2f}" if ok and r.get("gflops") else "-",
+                f"{100 * eff:.2f}" if ok and eff is not None else "-",
+                r["status"] if ok else f"{r['status']}: {str(r.get('error')).splitlines()[0][:60]}",
+            )
+        )
+    cells = [tuple(str(c) for c in row) for row in [head, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in cells]
+    for key, peak in data.get("peak", {}).items():
+        if peak.get("gflops"):
+            lines.append(
+                f"peak {key}: {peak['gflops']:.1f} GFLOP/s ({peak.get('library')} "
+                f"GEMM n={peak.get('size')})"
+            )
+        else:
+            why = str(peak.get("error")).splitlines()[0]
+            lines.append(f"peak {key}: not measured ({why})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    for path in args:
+        with open(path) as fh:
+            print(format_table(json.load(fh)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
