@@ -90,6 +90,7 @@ class TF1Cell(BaseCell):
         self._tf = _import_tf1()
         self._graphs: OrderedDict[tuple[int, int, bool], _Graph] = OrderedDict()
         self._pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._graphs_built = 0  # reported by info(): repeated runs of one shape build none
 
     # --- weights -----------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
@@ -169,6 +170,7 @@ class TF1Cell(BaseCell):
             self._graphs.move_to_end(key)
             return self._graphs[key]
         built = self._build(batch, time, with_h0)
+        self._graphs_built += 1
         self._graphs[key] = built
         while len(self._graphs) > _MAX_GRAPHS:
             _, old = self._graphs.popitem(last=False)
@@ -206,6 +208,7 @@ class TF1Cell(BaseCell):
     def info(self) -> dict[str, Any]:
         out = super().info()
         out["synchronize"] = "session.run returns host arrays (the copy is the sync)"
+        out["graphs_built"] = self._graphs_built
         return out
 
     def __del__(self) -> None:

@@ -233,6 +233,10 @@ def seed_table(notebook: dict[str, Any], backends: list[str] | None) -> tuple[bo
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnbench.registry import backend_info
+
+    for name in args.backends or ():
+        backend_info(name)  # an unknown name fails before the slow replay starts
     notebook = load_notebook(args.notebook)
     where = args.notebook or "rnnbench/data/seed_notebook.json"
     print(
