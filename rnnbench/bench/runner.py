@@ -4,8 +4,9 @@ failure, every finished case saved at once, a timeout per case, Ctrl-C keeping w
 from __future__ import annotations
 
 import datetime
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,15 @@ class BenchSummary:
 
 class _CaseTimeout(Exception):
     pass
+
+
+def _stopped_by_ctrl_c(worker: Worker) -> bool:
+    """Ctrl-C on a terminal reaches the whole process group, workers included: a worker that
+    died of it means the user interrupted, not that the backend failed."""
+    code = worker.proc.poll()
+    return code == -signal.SIGINT or (
+        code is not None and "KeyboardInterrupt" in worker.stderr_tail(3)
+    )
 
 
 def _now() -> str:
@@ -261,51 +271,12 @@ class _Run:
         samples: list[float] = []
         partial: dict[str, Any] = {}
         try:
-            head, _ = worker.call(
-                f"{JOBS}:setup",
-                timeout=remaining(),
-                backend=case.backend,
-                device=case.device,
-                dtype=case.dtype,
-                variant=case.variant,
-                spec=case.spec.to_dict(),
-                batch=case.batch,
-                seq_len=case.seq_len,
-                seed=c.seed,
-                threads=case.threads,
-                cell_target=info.target,
-                devices=list(info.devices),
-            )
-            partial.update(
-                compile_s=head["compile_s"],
-                compile_detail=head["compile_detail"],
-                path=head["info"].get("path"),
-                info=head["info"],
-            )
-            warm, _ = worker.call(
-                f"{JOBS}:warmup",
-                timeout=remaining(),
-                min_time=c.warmup_time,
-                min_rounds=c.warmup_rounds,
-            )
-            partial["warmup_rounds"] = warm["rounds"]
-            elapsed = 0.0
-            while (elapsed < c.min_time or len(samples) < c.min_rounds) and (
-                len(samples) < c.max_rounds
-            ):
-                chunk, _ = worker.call(
-                    f"{JOBS}:measure",
-                    timeout=remaining(),
-                    budget_s=min(c.chunk_s, max(c.min_time - elapsed, 0.0)),
-                    min_rounds=min(c.min_rounds - len(samples), c.max_rounds - len(samples))
-                    if len(samples) < c.min_rounds
-                    else 1,
-                    max_rounds=c.max_rounds - len(samples),
-                )
-                samples.extend(chunk["samples"])
-                elapsed += chunk["elapsed_s"]
-                self.reporter.case_progress(case, summarize(samples)["median_s"], len(samples))
-            tail, _ = worker.call(f"{JOBS}:teardown", timeout=remaining())
+            try:
+                tail = self._calls(worker, case, info, remaining, samples, partial)
+            except BackendRuntimeError:
+                if _stopped_by_ctrl_c(worker):
+                    raise KeyboardInterrupt from None
+                raise
         except KeyboardInterrupt:
             worker.kill()
             rec = self._finish(
@@ -317,25 +288,15 @@ class _Run:
             raise
         except _CaseTimeout:
             worker.kill()
-            return self._finish(
-                case,
-                "timeout",
-                f"the case ran past --timeout {c.timeout} s and its worker was stopped",
-                samples,
-                partial,
-            )
+            why = f"the case ran past --timeout {c.timeout} s and its worker was stopped"
+            return self._finish(case, "timeout", why, samples, partial)
         except BackendUnavailableError as exc:
             return self._finish(case, "skipped", str(exc), samples, partial)
         except BackendRuntimeError as exc:
             worker.kill()
             if isinstance(exc.__cause__, WireTimeout):
-                return self._finish(
-                    case,
-                    "timeout",
-                    f"no answer within --timeout {c.timeout} s (the worker was stopped)",
-                    samples,
-                    partial,
-                )
+                why = f"no answer within --timeout {c.timeout} s (the worker was stopped)"
+                return self._finish(case, "timeout", why, samples, partial)
             return self._finish(case, "failed", str(exc), samples, partial)
         except RNNBenchError as exc:
             worker.kill()
@@ -353,6 +314,64 @@ class _Run:
             rec["status"] = "failed"
             rec["error"] = "the output holds NaN or infinity; the timing is not kept as valid"
         return rec
+
+    def _calls(
+        self,
+        worker: Worker,
+        case: BenchCase,
+        info: BackendInfo,
+        remaining: Callable[[], float],
+        samples: list[float],
+        partial: dict[str, Any],
+    ) -> dict[str, Any]:
+        """setup, warm-up, measurement chunks and teardown in the worker; ``samples`` and
+        ``partial`` fill in as it goes, so that an interrupted case keeps what it has."""
+        c = self.config
+        head, _ = worker.call(
+            f"{JOBS}:setup",
+            timeout=remaining(),
+            backend=case.backend,
+            device=case.device,
+            dtype=case.dtype,
+            variant=case.variant,
+            spec=case.spec.to_dict(),
+            batch=case.batch,
+            seq_len=case.seq_len,
+            seed=c.seed,
+            threads=case.threads,
+            cell_target=info.target,
+            devices=list(info.devices),
+        )
+        partial.update(
+            compile_s=head["compile_s"],
+            compile_detail=head["compile_detail"],
+            path=head["info"].get("path"),
+            info=head["info"],
+        )
+        warm, _ = worker.call(
+            f"{JOBS}:warmup",
+            timeout=remaining(),
+            min_time=c.warmup_time,
+            min_rounds=c.warmup_rounds,
+        )
+        partial["warmup_rounds"] = warm["rounds"]
+        elapsed = 0.0
+        while (elapsed < c.min_time or len(samples) < c.min_rounds) and (
+            len(samples) < c.max_rounds
+        ):
+            left = c.max_rounds - len(samples)
+            chunk, _ = worker.call(
+                f"{JOBS}:measure",
+                timeout=remaining(),
+                budget_s=min(c.chunk_s, max(c.min_time - elapsed, 0.0)),
+                min_rounds=max(min(c.min_rounds - len(samples), left), 1),
+                max_rounds=left,
+            )
+            samples.extend(chunk["samples"])
+            elapsed += chunk["elapsed_s"]
+            self.reporter.case_progress(case, summarize(samples)["median_s"], len(samples))
+        tail, _ = worker.call(f"{JOBS}:teardown", timeout=remaining())
+        return tail
 
     def _finish(
         self,
