@@ -105,7 +105,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
     ),
     BackendInfo(
         "keras",
-        f"{_B}.keras_backend:KerasCell",
+        f"{_B}.keras_backend:KerasTensorFlowCell",
         ("keras", "tensorflow"),
         "keras",
         ("cpu",),
@@ -116,7 +116,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
     ),
     BackendInfo(
         "keras-jax",
-        f"{_B}.keras_backend:KerasCell",
+        f"{_B}.keras_backend:KerasJaxCell",
         ("keras", "jax"),
         "keras",
         ("cpu", "cuda"),
@@ -127,7 +127,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
     ),
     BackendInfo(
         "keras-torch",
-        f"{_B}.keras_backend:KerasCell",
+        f"{_B}.keras_backend:KerasTorchCell",
         ("keras", "torch"),
         "keras",
         ("cpu", "cuda"),
