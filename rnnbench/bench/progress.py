@@ -130,7 +130,9 @@ class RichReporter(PlainReporter):
 
     def case_started(self, case: BenchCase) -> None:
         super().case_started(case)
-        self.progress.update(self.task, description=case.label(), median="starting")
+        from rich.markup import escape  # "[variant]" is not a style tag
+
+        self.progress.update(self.task, description=escape(case.label()), median="starting")
 
     def case_progress(self, case: BenchCase, median_s: float | None, rounds: int) -> None:
         self.progress.update(
