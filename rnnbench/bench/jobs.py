@@ -92,8 +92,11 @@ def setup(
         "first_run_s": first_ns / 1e9,
     }
     _state.update(cell=cell, prepared=prepared, result=result)
+    # A cell's compile() may warm its fast path after compiling (jax does); what it reports is
+    # the compilation alone, so that is what counts, plus the first run.
+    compile_ns = (t1 - t0) if compile_reported is None else compile_reported * 1e9
     return {
-        "compile_s": (t1 - t0 + first_ns) / 1e9,
+        "compile_s": (compile_ns + first_ns) / 1e9,
         "compile_detail": detail,
         "info": cell.info(),
     }, {}
