@@ -239,6 +239,9 @@ class KerasTensorFlowCell(KerasCell):
     name = "keras"
     keras_backend = "tensorflow"
     devices = ("cpu",)
+    # Keras' own predict() compiles (jit_compile="auto"): that is the path its users run, so
+    # it is the default; "eager" calls the layers op by op.
+    variants = ("jit", "eager")
 
     def _compile(self, model: Any) -> Any:
         import tensorflow as tf
@@ -263,6 +266,9 @@ class KerasJaxCell(KerasCell):
     name = "keras-jax"
     keras_backend = "jax"
     devices = ("cpu", "cuda")
+    # Keras' own predict() compiles (jit_compile="auto"): that is the path its users run, so
+    # it is the default; "eager" calls the layers op by op.
+    variants = ("jit", "eager")
 
     def _check_device(self) -> None:
         if self.device == "cuda":
