@@ -28,3 +28,12 @@ def test_extras_cover_every_backend() -> None:
         extra = rb.backend_info(name).extra
         assert extra is None or extra in extras, f"backend {name} names a missing extra {extra}"
     assert project["dependencies"] == ["numpy>=1.24"]  # the core depends on NumPy only
+
+
+def test_the_seed_record_copies_agree() -> None:
+    """The repo stands alone with its own copies; they must not drift from the project's seed."""
+    shipped = (ROOT / "rnnbench" / "data" / "seed_notebook.json").read_bytes()
+    assert (ROOT / "tests" / "data" / "seed_notebook.json").read_bytes() == shipped
+    golden = ROOT.parent / "shared" / "golden" / "seed_notebook.json"
+    if golden.is_file():  # beside a checkout of the project's main repo
+        assert golden.read_bytes() == shipped
