@@ -31,9 +31,21 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The main job: replay the seed notebook, check every backend against float64, a small
+# benchmark of every backend, then a report of both. A failed check does not stop the demo
+# before the report (the report shows it), but the demo exits non-zero.
+DEMO_CASE := --batch 4 --seq-len 100 --input-size 16 --hidden-size 32 --layers 2 --bidirectional
+DEMO_BENCH := --batch 16 --seq-len 50 --input-size 64 --hidden-size 128 --min-time 0.3
+
 demo: $(STAMP)
+	mkdir -p $(DEMO_DIR)
+	rm -f $(DEMO_DIR)/bench.json
 	$(PY) -m rnnbench seed
-	$(PY) -m rnnbench check --batch 4 --seq-len 100 --input-size 16 --hidden-size 32 --layers 2 --bidirectional --dtype float32,float64
+	@rc=0; \
+	$(PY) -m rnnbench check $(DEMO_CASE) --dtype float32,float64 --json $(DEMO_DIR)/check.json || rc=$$?; \
+	$(PY) -m rnnbench bench $(DEMO_BENCH) --out $(DEMO_DIR)/bench.json || rc=$$?; \
+	$(PY) -m rnnbench report $(DEMO_DIR)/bench.json $(DEMO_DIR)/check.json -o $(DEMO_DIR)/report || rc=$$?; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
