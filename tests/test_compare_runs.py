@@ -157,3 +157,13 @@ def test_mann_whitney_edge_cases() -> None:
         mann_whitney_u([], [1.0])
     # fully separated samples of 3 and 3: the exact two-sided p is 2/20
     assert mann_whitney_u([1, 2, 3], [4, 5, 6])[1] == pytest.approx(0.1)
+
+
+def test_a_case_both_runs_skipped_is_skipped_not_failed() -> None:
+    skipped = _result(np.ones(3), status="skipped", error="no usable 'jit'\nHint: use eager")
+    skipped.update(median_s=None, samples=[])
+    verdict = verdict_for(skipped, dict(skipped))
+    assert verdict.verdict == "skipped"
+    assert verdict.note == "skipped: no usable 'jit'"  # the reason, without the hint's lines
+    crashed = dict(skipped, status="failed", error="worker died")
+    assert verdict_for(skipped, crashed).verdict == "failed"

@@ -9,7 +9,7 @@ medians new/old is computed, and a verdict is given:
   on the raw samples gives p < alpha (0.05);
 - ``noisy``: beyond the threshold but not significant (too few rounds, or samples that overlap);
 - ``broken``: the old run measured the case, the new one failed it; ``fixed``: the reverse;
-  ``failed``: neither measured it; ``only-in-old`` / ``only-in-new``: no partner.
+  ``failed``: neither measured it (``skipped`` when both runs skipped it); ``only-in-old`` / ``only-in-new``: no partner.
 
 When a file holds no samples for a case, significance falls back to non-overlapping IQR bands.
 """
@@ -76,9 +76,13 @@ def verdict_for(
     )
     old_ok, new_ok = is_ok(old), is_ok(new)
     if not (old_ok and new_ok):
-        out.verdict = "broken" if old_ok else "fixed" if new_ok else "failed"
+        both_skipped = old.get("status") == new.get("status") == "skipped"
+        out.verdict = (
+            "broken" if old_ok else "fixed" if new_ok else "skipped" if both_skipped else "failed"
+        )
         bad = new if not new_ok else old
-        out.note = f"{bad['status']}: {bad.get('error') or 'no reason recorded'}"
+        reason = (bad.get("error") or "no reason recorded").split("\nHint:")[0]
+        out.note = f"{bad['status']}: {reason}"
         return out
     out.ratio = new["median_s"] / old["median_s"]
     significant = _significant(old, new, alpha, out)
