@@ -10,9 +10,11 @@ The direct calls are what a user of the library would write:
 - torch: ``nn.RNN(batch_first=True)`` called under ``torch.inference_mode()``;
 - jax: a hand-written ``jax.jit`` of ``lax.scan`` (matmul precision HIGHEST, as the adapter)
   + ``block_until_ready``;
-- keras, keras-jax, keras-torch (eager variant): a ``SimpleRNN(return_sequences=True,
-  return_state=True)`` layer called on the tensor (keras-jax under matmul precision "highest",
-  keras-torch under ``torch.no_grad()``, as the adapter); synchronized the adapter's way;
+- keras, keras-jax, keras-torch: a ``SimpleRNN(return_sequences=True, return_state=True)``
+  layer called on the tensor (the jit variant through ``tf.function(jit_compile=True)`` or
+  ``jax.jit`` of ``stateless_call``, as Keras compiles it; keras-jax under matmul precision
+  "highest", keras-torch under ``torch.no_grad()``, as the adapter); synchronized the
+  adapter's way;
 - tf1: ``session.run`` on the adapter's own graph and feed (the graph is the library's; only the
   adapter's wrapper is measured).
 Ratio = adapter median / direct median (1.00 = no overhead; the target is within 2%).
@@ -125,6 +127,32 @@ def _direct_keras(cell: Any, w: Any, x: np.ndarray) -> Call:
         import torch
 
         scope = torch.no_grad
+
+    if cell.variant == "jit" and backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda t: layer(t, training=False), jit_compile=True)
+
+        def call() -> Any:
+            result = compiled(xt)
+            cell.synchronize(result)
+            return result
+
+        return call
+    if cell.variant == "jit" and backend == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        forward = jax.jit(lambda tv, ntv, t: layer.stateless_call(tv, ntv, t, training=False)[0])
+
+        def call() -> Any:
+            with scope():
+                result = forward(trainable, non_trainable, xt)
+            cell.synchronize(result)
+            return result
+
+        return call
 
     def call() -> Any:
         with scope():
