@@ -9,7 +9,8 @@ medians new/old is computed, and a verdict is given:
   on the raw samples gives p < alpha (0.05);
 - ``noisy``: beyond the threshold but not significant (too few rounds, or samples that overlap);
 - ``broken``: the old run measured the case, the new one failed it; ``fixed``: the reverse;
-  ``failed``: neither measured it (``skipped`` when both runs skipped it); ``only-in-old`` / ``only-in-new``: no partner.
+  ``failed``: neither measured it (``skipped`` when both runs skipped it); ``only-in-old`` /
+  ``only-in-new``: no partner.
 
 When a file holds no samples for a case, significance falls back to non-overlapping IQR bands.
 """
