@@ -35,7 +35,7 @@ test: lint typecheck pytest
 # benchmark of every backend, then a report of both. A failed check does not stop the demo
 # before the report (the report shows it), but the demo exits non-zero.
 DEMO_CASE := --batch 4 --seq-len 100 --input-size 16 --hidden-size 32 --layers 2 --bidirectional
-DEMO_BENCH := --batch 16 --seq-len 50 --input-size 64 --hidden-size 128 --min-time 0.3
+DEMO_BENCH := --batch 16 --seq-len 25,100 --input-size 64 --hidden-size 64,128 --min-time 0.2
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
