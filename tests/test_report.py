@@ -178,3 +178,14 @@ def test_cli_error_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["report", str(tmp_path / "nope.json"), "-o", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "o" / "report.html").exists()
+
+
+def test_palette_gives_each_backend_its_own_colour_and_each_variant_a_marker() -> None:
+    from rnnbench.report.plots import Palette
+
+    backends = ["numpy", "torch", "jax", "keras", "keras-jax", "keras-torch", "tf1"]
+    labels = backends + [f"{b} [{v}]" for b in backends for v in ("a", "b")]
+    palette = Palette(labels)
+    assert len({palette.color(b) for b in backends}) == len(backends)
+    assert palette.color("jax [a]") == palette.color("jax")  # the same colour everywhere
+    assert palette.marker("jax [a]") != palette.marker("jax [b]")

@@ -52,21 +52,32 @@ class FigureSet:
 
 
 class Palette:
-    """One colour and marker per series label, the same in every figure of a report."""
+    """One colour per backend and one marker per variant of it ("jax [scan-unroll4]"), the same
+    in every figure of a report, so that a backend keeps its colour from the benchmark figures
+    to the equivalence ones."""
 
     def __init__(self, labels: Sequence[str] = ()) -> None:
         self._colors: dict[str, str] = {}
+        self._variants: dict[str, list[str]] = {}
         for label in sorted(set(labels)):
-            self.color(label)
+            self.marker(label)
+
+    @staticmethod
+    def _backend(label: str) -> str:
+        return label.split(" [")[0]
 
     def color(self, label: str) -> str:
-        if label not in self._colors:
-            self._colors[label] = _TAB10[len(self._colors) % len(_TAB10)]
-        return self._colors[label]
+        backend = self._backend(label)
+        if backend not in self._colors:
+            self._colors[backend] = _TAB10[len(self._colors) % len(_TAB10)]
+        return self._colors[backend]
 
     def marker(self, label: str) -> str:
         self.color(label)
-        return "osD^v<>ph*"[list(self._colors).index(label) // len(_TAB10) % 10]
+        variants = self._variants.setdefault(self._backend(label), [])
+        if label not in variants:
+            variants.append(label)
+        return "osD^v<>ph*"[variants.index(label) % 10]
 
 
 def _new_figure(width: float = 7.0, height: float = 4.2) -> Any:
