@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from reference_cases import CASES, case, check_against_reference
 
 import rnnbench as rb
-from rnnbench.compare import measure
-from rnnbench.tolerances import SEED_ATOL, step_ages, tolerance_for
+from rnnbench.tolerances import SEED_ATOL, tolerance_for
 
 jax = pytest.importorskip("jax", reason="jax not installed: pip install 'rnnbench[jax]'")
 
@@ -25,48 +25,11 @@ def _has_gpu() -> bool:
 HAS_GPU = _has_gpu()
 needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="no GPU visible to jax here")
 
-CASES = {
-    "tanh-1layer": (rb.RNNSpec(3, 5), 3, 40, False),
-    "relu-2layer-bidir-h0": (
-        rb.RNNSpec(4, 6, num_layers=2, bidirectional=True, nonlinearity="relu"),
-        2,
-        30,
-        True,
-    ),
-}
-
-
-def _case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
-    spec, batch, steps, with_h0 = CASES[name]
-    weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, spec.input_size))
-    h0 = None
-    if with_h0:
-        shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        h0 = 0.5 * rng.standard_normal(shape)
-    return weights, x, h0
-
-
-def _check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    weights, x, h0 = _case(name)
-    dtype = cell.dtype
-    cell.load(weights.astype(dtype))
-    y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
-    assert y.dtype == dtype and h_n.dtype == dtype
-    ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    spec = weights.spec
-    tol = tolerance_for(weights, dtype, x, h0)
-    ages = step_ages(x.shape[1], spec.num_directions, spec.num_layers, spec.hidden_size)
-    found = measure(y, h_n, ref_y, ref_h, tol, ages)
-    assert found["passed"], (name, str(dtype), found["max_abs"], found["first_bad_step"])
-    return y, h_n
-
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
-    _check_against_reference(cells.get("jax", dtype), name)
+    check_against_reference(cells.get("jax", dtype), name)
 
 
 def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeights) -> None:
@@ -99,9 +62,9 @@ def test_unroll_variants_agree(cells: Any, variant: str) -> None:
     that is no multiple of the unroll factor (so the remainder steps are exercised too)."""
     base = cells.get("jax", "float32", variant="scan")
     cell = cells.get("jax", "float32", variant=variant)
-    y0, h0 = _check_against_reference(base, "relu-2layer-bidir-h0")
-    y1, h1 = _check_against_reference(cell, "relu-2layer-bidir-h0")
-    weights, x, state = _case("relu-2layer-bidir-h0")
+    y0, h0 = check_against_reference(base, "relu-2layer-bidir-h0")
+    y1, h1 = check_against_reference(cell, "relu-2layer-bidir-h0")
+    weights, x, state = case("relu-2layer-bidir-h0")
     last = tolerance_for(weights, "float32", x, state).atol[-1]
     np.testing.assert_allclose(y1, y0, atol=last, rtol=0)
     np.testing.assert_allclose(h1, h0, atol=last, rtol=0)
@@ -111,7 +74,7 @@ def test_unroll_variants_agree(cells: Any, variant: str) -> None:
 def test_float64_is_scoped_and_really_float64(cells: Any) -> None:
     before = jax.config.jax_enable_x64
     cell = cells.get("jax", "float64")
-    weights, x, _ = _case("tanh-1layer")
+    weights, x, _ = case("tanh-1layer")
     cell.load(weights)
     result = cell.run(cell.prepare(x))
     cell.synchronize(result)
@@ -127,7 +90,7 @@ def test_float64_is_scoped_and_really_float64(cells: Any) -> None:
 
 def test_compile_ahead_of_time(cells: Any) -> None:
     cell = rb.get_backend("jax")
-    weights, x, h0 = _case("relu-2layer-bidir-h0")
+    weights, x, h0 = case("relu-2layer-bidir-h0")
     cell.load(weights.astype("float32"))
     prepared = cell.prepare(x.astype(np.float32), h0.astype(np.float32))
     seconds = cell.compile(prepared)
@@ -171,5 +134,5 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_matches_reference(cells: Any, dtype: str) -> None:
     cell = cells.get("jax", dtype, device="cuda")
-    _check_against_reference(cell, "relu-2layer-bidir-h0")
+    check_against_reference(cell, "relu-2layer-bidir-h0")
     assert cell.info()["path"].endswith("(gpu)")

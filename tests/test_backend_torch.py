@@ -7,57 +7,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from reference_cases import CASES, check_against_reference
 
 import rnnbench as rb
-from rnnbench.compare import measure
-from rnnbench.tolerances import SEED_ATOL, step_ages, tolerance_for
+from rnnbench.tolerances import SEED_ATOL
 
 torch = pytest.importorskip("torch", reason="torch not installed: pip install 'rnnbench[torch]'")
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible to torch here")
 
-CASES = {
-    "tanh-1layer": (rb.RNNSpec(3, 5), 3, 40, False),
-    "relu-2layer-bidir-h0": (
-        rb.RNNSpec(4, 6, num_layers=2, bidirectional=True, nonlinearity="relu"),
-        2,
-        30,
-        True,
-    ),
-}
-
-
-def _case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
-    spec, batch, steps, with_h0 = CASES[name]
-    weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, spec.input_size))
-    h0 = None
-    if with_h0:
-        shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        h0 = 0.5 * rng.standard_normal(shape)
-    return weights, x, h0
-
-
-def _check_against_reference(cell: Any, name: str) -> dict[str, Any]:
-    weights, x, h0 = _case(name)
-    dtype = cell.dtype
-    cell.load(weights.astype(dtype))
-    y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
-    assert y.dtype == dtype and h_n.dtype == dtype
-    ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    spec = weights.spec
-    tol = tolerance_for(weights, dtype, x, h0)
-    ages = step_ages(x.shape[1], spec.num_directions, spec.num_layers, spec.hidden_size)
-    found = measure(y, h_n, ref_y, ref_h, tol, ages)
-    assert found["passed"], (name, str(dtype), found["max_abs"], found["first_bad_step"])
-    return found
-
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
-    _check_against_reference(cells.get("torch", dtype), name)
+    check_against_reference(cells.get("torch", dtype), name)
 
 
 def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeights) -> None:
@@ -182,7 +145,7 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cuda_matches_reference_with_tf32_off(cells: Any, dtype: str) -> None:
     cell = cells.get("torch", dtype, device="cuda")
-    _check_against_reference(cell, "relu-2layer-bidir-h0")
+    check_against_reference(cell, "relu-2layer-bidir-h0")
     assert cell.info()["path"].startswith("cudnn")
     assert cell.info()["allow_tf32"] is False
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnbench.bench.cases import KEY_FIELDS
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
@@ -25,18 +26,9 @@ READS: dict[str, tuple[int, int]] = {"bench": (1, 0), "check": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
-# the fields that identify a benchmark case (everything but the backend that ran it)
-CASE_KEYS = (
-    "device",
-    "dtype",
-    "batch",
-    "seq_len",
-    "input_size",
-    "hidden_size",
-    "layers",
-    "bidirectional",
-    "threads",  # None: the library's default thread count
-)
+# the fields that identify a benchmark case (everything but the backend that ran it); threads
+# None means the library's default thread count
+CASE_KEYS = tuple(k for k in KEY_FIELDS if k not in ("backend", "variant"))
 BENCH_REQUIRED = ("backend", *CASE_KEYS[:-1], "median_s", "status")
 # optional fields and their defaults (absent in older minors, or when a run failed)
 BENCH_DEFAULTS: dict[str, Any] = {
