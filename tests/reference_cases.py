@@ -22,8 +22,10 @@ CASES = {
 }
 
 
-def case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
-    spec, batch, steps, with_h0 = CASES[name]
+def make_case(
+    spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool
+) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
+    """float64 weights (seed 0), a standard-normal input and, if asked, an h0 (seed 1)."""
     weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, steps, spec.input_size))
@@ -34,17 +36,30 @@ def case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
     return weights, x, h0
 
 
-def check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Run case ``name`` on ``cell`` in its dtype; assert it is within tolerance of float64."""
-    weights, x, h0 = case(name)
+def case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
+    return make_case(*CASES[name])
+
+
+def check_case(
+    cell: Any, spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Run a case on ``cell`` in its dtype; assert it is within tolerance of float64 and
+    return (y, h_n, what ``measure`` found)."""
+    weights, x, h0 = make_case(spec, batch, steps, with_h0)
     dtype = cell.dtype
     cell.load(weights.astype(dtype))
     y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
     assert y.dtype == dtype and h_n.dtype == dtype
     ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    spec = weights.spec
+    assert y.shape == ref_y.shape and h_n.shape == ref_h.shape
     tol = tolerance_for(weights, dtype, x, h0)
-    ages = step_ages(x.shape[1], spec.num_directions, spec.num_layers, spec.hidden_size)
+    ages = step_ages(steps, spec.num_directions, spec.num_layers, spec.hidden_size)
     found = measure(y, h_n, ref_y, ref_h, tol, ages)
-    assert found["passed"], (name, str(dtype), found["max_abs"], found["first_bad_step"])
+    assert found["passed"], (cell.name, str(dtype), found["max_abs"], found["first_bad_step"])
+    return y, h_n, found
+
+
+def check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Case ``name`` of CASES through :func:`check_case`; returns (y, h_n)."""
+    y, h_n, _ = check_case(cell, *CASES[name])
     return y, h_n

@@ -10,12 +10,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
+from reference_cases import check_case
 
 import rnnbench as rb
-from rnnbench.compare import measure
-from rnnbench.tolerances import step_ages, tolerance_for
 
 KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 
@@ -48,39 +46,13 @@ def _start_workers_together(cells: Any) -> Iterator[None]:
     yield
 
 
-def _case(spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool) -> tuple[Any, ...]:
-    weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, spec.input_size))
-    h0 = None
-    if with_h0:
-        h0 = 0.5 * rng.standard_normal(
-            (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        )
-    return weights, x, h0
-
-
-def _check(cell: Any, spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool) -> dict[str, Any]:
-    weights, x, h0 = _case(spec, batch, steps, with_h0)
-    dtype = cell.dtype
-    cell.load(weights.astype(dtype))
-    y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
-    assert y.dtype == dtype and h_n.dtype == dtype
-    ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    assert y.shape == ref_y.shape and h_n.shape == ref_h.shape
-    tol = tolerance_for(weights, dtype, x, h0)
-    ages = step_ages(steps, spec.num_directions, spec.num_layers, spec.hidden_size)
-    found = measure(y, h_n, ref_y, ref_h, tol, ages)
-    assert found["passed"], (cell.name, str(dtype), found["max_abs"], found["first_bad_step"])
-    return found
-
-
 @pytest.mark.parametrize(("name", "dtype", "variant"), RUNS)
 def test_stacked_bidirectional_relu_with_h0(
     cells: Any, name: str, dtype: str, variant: str
 ) -> None:
     spec = rb.RNNSpec(3, 5, num_layers=2, bidirectional=True, nonlinearity="relu")
-    found = _check(cells.get(name, dtype, variant=variant), spec, batch=2, steps=12, with_h0=True)
+    cell = cells.get(name, dtype, variant=variant)
+    _, _, found = check_case(cell, spec, batch=2, steps=12, with_h0=True)
     # A wrong Bidirectional weight order or state split shows as an O(1) error, not rounding.
     assert found["max_abs"] < (1e-12 if dtype == "float64" else 1e-5)
 
@@ -88,7 +60,7 @@ def test_stacked_bidirectional_relu_with_h0(
 def test_stacked_unidirectional_tanh(cells: Any) -> None:
     # The model is built by one function for every Keras backend; one of them suffices here.
     spec = rb.RNNSpec(4, 6, num_layers=3)
-    _check(cells.get("keras", "float32"), spec, batch=3, steps=9, with_h0=False)
+    check_case(cells.get("keras", "float32"), spec, batch=3, steps=9, with_h0=False)
 
 
 @pytest.mark.parametrize("name", list(KERAS_BACKENDS))
@@ -130,7 +102,7 @@ def test_cuda_runs_or_is_a_clear_error(cells: Any, name: str) -> None:
         assert name in str(exc)
         return
     spec = rb.RNNSpec(3, 5, num_layers=2, bidirectional=True, nonlinearity="relu")
-    _check(cell, spec, batch=2, steps=12, with_h0=True)
+    check_case(cell, spec, batch=2, steps=12, with_h0=True)
     assert cell.info()["device"] == "cuda"
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from reference_cases import check_case
 
 import rnnbench as rb
 import rnnbench.process
 from rnnbench.commands.seed import check_kernel
-from rnnbench.compare import measure
 from rnnbench.process import pooled_worker
-from rnnbench.tolerances import SEED_REPLAY_ATOL, step_ages, tolerance_for
+from rnnbench.tolerances import SEED_REPLAY_ATOL
 
 CASES = {
     # name: (spec, batch, steps, with_h0, dtype)
@@ -40,24 +40,7 @@ CASES = {
 
 def _run(cell: Any, name: str) -> dict[str, Any]:
     spec, batch, steps, with_h0, _ = CASES[name]
-    weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, spec.input_size))
-    h0 = None
-    if with_h0:
-        h0 = 0.5 * rng.standard_normal(
-            (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        )
-    dtype = cell.dtype
-    cell.load(weights.astype(dtype))
-    y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
-    assert y.dtype == dtype and h_n.dtype == dtype
-    ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    tol = tolerance_for(weights, dtype, x, h0)
-    ages = step_ages(steps, spec.num_directions, spec.num_layers, spec.hidden_size)
-    found = measure(y, h_n, ref_y, ref_h, tol, ages)
-    assert found["passed"], (name, found["max_abs"], found["first_bad_step"])
-    return found
+    return check_case(cell, spec, batch, steps, with_h0)[2]
 
 
 @pytest.mark.parametrize("name", list(CASES))
