@@ -205,7 +205,7 @@ def compare(
     rows = []
     for dtype_name in dtypes:
         dtype = resolve_dtype(dtype_name)
-        tol = tolerance_for(weights, dtype, xs, h)
+        tol = tolerance_for(weights, dtype, xs, h, reference=ref_y)
         for name in names:
             row = BackendComparison(backend=name, dtype=str(dtype), status="pass", device=device)
             row.tolerance = tol.describe()
