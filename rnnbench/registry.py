@@ -224,7 +224,8 @@ def get_backend(
     reason = info.unavailable_reason()
     if reason is not None:
         raise BackendUnavailableError(
-            f"backend {name!r} is not available: {reason}", f"pip install 'rnnbench[{info.extra}]'"
+            f"backend {name!r} is not available: {reason}",
+            "`rnnbench list` shows every backend and what each one needs",
         )
     if device not in info.devices:
         raise BackendUnavailableError(
