@@ -1,7 +1,9 @@
 """The ``RNNCell`` protocol every backend implements, and a base class that does the checking.
 
 A cell is used in two ways:
-- ``forward(x, h0)``: NumPy in, NumPy out, for equivalence checks and porting.
+- ``forward(x, h0)``: NumPy in, NumPy out, for equivalence checks and porting. The state is one
+  array for the vanilla RNN and the GRU and a pair ``(h, c)`` for the LSTM, in and out, as
+  ``torch.nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` have it (see :mod:`rnnbench.state`).
 - ``prepare`` / ``run`` / ``synchronize`` / ``fetch``: the benchmark's split, so that the timer
   covers only ``run`` + ``synchronize`` (the input is already on the device, the output stays
   there).
@@ -15,9 +17,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from rnnbench.arrays import check_shape, float_array, resolve_dtype
+from rnnbench import state as state_mod
+from rnnbench.arrays import float_array, resolve_dtype
 from rnnbench.errors import BackendUnavailableError, ShapeError, SpecError
 from rnnbench.spec import RNNSpec
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
 
@@ -33,12 +37,13 @@ class RNNCell(Protocol):
     def load(self, weights: RNNWeights) -> None:
         """Copy canonical weights into the library (cast to the cell's dtype)."""
 
-    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Run the layer: x (batch, time, input) -> y (batch, time, dirs*hidden) and
-        h_n (layers*dirs, batch, hidden), as torch.nn.RNN(batch_first=True) returns them."""
+    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
+        """Run the layer: x (batch, time, input) -> y (batch, time, dirs*hidden) and the final
+        state h_n (layers*dirs, batch, hidden), or (h_n, c_n) for an LSTM, as
+        torch.nn.RNN / LSTM / GRU(batch_first=True) return them."""
         ...
 
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
         """Put a checked input on the device; the result is what ``run`` takes."""
 
     def run(self, prepared: Any) -> Any:
@@ -47,8 +52,8 @@ class RNNCell(Protocol):
     def synchronize(self, result: Any) -> None:
         """Block until ``result`` is computed (the library's own way)."""
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``result`` as NumPy arrays (y, h_n)."""
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]:
+        """``result`` as NumPy arrays (y, h_n), or (y, (h_n, c_n)) for an LSTM."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -58,8 +63,9 @@ class RNNCell(Protocol):
 
 def check_inputs(
     spec: RNNSpec, x: Any, h0: Any, dtype: Any
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate and cast an input (and an initial state) for ``spec``."""
+) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+    """Validate and cast an input and an initial state for ``spec``. The state comes back as a
+    tuple in ``spec.state_names`` order ((h0,) or (h0, c0)), or None for zeros."""
     arr = float_array("x", x, dtype)
     if arr.ndim != 3:
         raise ShapeError(
@@ -76,11 +82,7 @@ def check_inputs(
         )
     if batch < 1 or time < 1:
         raise ShapeError(f"x has shape {arr.shape}; batch and time must both be >= 1")
-    if h0 is None:
-        return np.ascontiguousarray(arr), None
-    state = float_array("h0", h0, dtype)
-    check_shape("h0", state, (spec.num_layers * spec.num_directions, batch, spec.hidden_size))
-    return np.ascontiguousarray(arr), np.ascontiguousarray(state)
+    return np.ascontiguousarray(arr), state_mod.check_state(spec, h0, batch, dtype)
 
 
 def library_version(distribution: str) -> str | None:
@@ -95,7 +97,10 @@ class BaseCell(ABC):
 
     Subclasses set ``name``, ``distribution`` (for the version), ``devices``, ``variants`` and
     ``dtypes``, and implement ``_load``, ``prepare``, ``run`` and ``fetch`` (``synchronize`` is a
-    no-op unless the library computes asynchronously).
+    no-op unless the library computes asynchronously). ``check_inputs`` hands ``prepare`` the
+    state as a tuple ((h0,) or (h0, c0)); ``fetch`` returns the public form (``public_state``).
+    A cell that cannot compute some spec (a formula its library lacks) raises
+    ``BackendUnavailableError`` from ``_load`` with the reason (``refuse_spec`` helps).
     """
 
     name: ClassVar[str] = "base"
@@ -144,22 +149,30 @@ class BaseCell(ABC):
         self._load(weights)
         self._spec = weights.spec
 
-    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
         result = self.run(self.prepare(x, h0))
         self.synchronize(result)
         return self.fetch(result)
 
-    def check_inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def check_inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         return check_inputs(self.spec, x, h0, self.dtype)
+
+    def public_state(self, states: Any) -> State:
+        """A tuple of final states ((h_n,) or (h_n, c_n)) in the form ``forward`` returns."""
+        return state_mod.from_tuple(self.spec, tuple(states))  # type: ignore[no-any-return]
+
+    def refuse_spec(self, spec: RNNSpec, reason: str, hint: str) -> None:
+        """Raise the error that makes ``compare`` skip this backend for ``spec``, with why."""
+        raise BackendUnavailableError(
+            f"backend {self.name!r} cannot compute {spec.describe()}: {reason}", hint
+        )
 
     def synchronize(self, result: Any) -> None:  # noqa: B027 - synchronous libraries need none
         """Nothing to wait for in a synchronous library."""
 
-    def zeros_state(self, batch: int) -> np.ndarray:
-        spec = self.spec
-        return np.zeros(
-            (spec.num_layers * spec.num_directions, batch, spec.hidden_size), self.dtype
-        )
+    def zeros_state(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Zero initial states as a tuple ((h0,) or (h0, c0))."""
+        return state_mod.zeros(self.spec, batch, self.dtype)
 
     def path(self) -> str:
         """The dispatch path that ran (e.g. 'cudnn', 'xla-jit'); subclasses refine it."""
@@ -180,10 +193,10 @@ class BaseCell(ABC):
     def _load(self, weights: RNNWeights) -> None: ...
 
     @abstractmethod
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any: ...
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any: ...
 
     @abstractmethod
     def run(self, prepared: Any) -> Any: ...
 
     @abstractmethod
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]: ...
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]: ...

@@ -9,15 +9,17 @@ from typing import Any
 
 import numpy as np
 
+from rnnbench import state as state_mod
 from rnnbench.arrays import resolve_dtype
 from rnnbench.cell import RNNCell, check_inputs
 from rnnbench.errors import BackendUnavailableError, RNNBenchError, ToleranceError
+from rnnbench.reference import reference_forward
 from rnnbench.registry import backend_info, get_backend, list_backends
 from rnnbench.tolerances import Tolerance, comparable_steps, step_ages, tolerance_for
 from rnnbench.weights import RNNWeights
 
-REFERENCE = "numpy"
-SCHEMA = "rnnbench.check/1"
+# The rows gained c_n_max_abs and the case its spec in 1.1; a 1.0 file reads as before.
+SCHEMA = "rnnbench.check/1.1"
 
 
 @dataclass
@@ -33,6 +35,7 @@ class BackendComparison:
     first_bad_step: int | None = None
     first_bad_index: tuple[int, int] | None = None  # (batch, feature) at first_bad_step
     h_n_max_abs: float = math.nan
+    c_n_max_abs: float = math.nan  # LSTMs only: the final cell state
     tolerance: str = ""
     checked_steps: int = 0
     reason: str | None = None
@@ -53,6 +56,7 @@ class CompareResult:
     batch: int
     seq_len: int
     rows: list[BackendComparison]
+    spec: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -113,6 +117,7 @@ class CompareResult:
             "case": self.case,
             "batch": self.batch,
             "seq_len": self.seq_len,
+            "spec": self.spec,
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -121,59 +126,59 @@ def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2e}"
 
 
-def reference_forward(
-    weights: RNNWeights, x: np.ndarray, h0: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The float64 reference: the NumPy backend on float64 weights and input."""
-    cell = get_backend(REFERENCE, dtype="float64")
-    cell.load(weights.astype(np.float64))
-    return cell.forward(
-        np.asarray(x, np.float64), None if h0 is None else np.asarray(h0, np.float64)
-    )
+def _states(value: Any) -> tuple[np.ndarray, ...]:
+    """A final state, public (array or LSTM pair) or tuple, as a tuple of float64 arrays."""
+    parts = value if isinstance(value, (tuple, list)) else (value,)
+    return tuple(np.asarray(p, np.float64) for p in parts)
 
 
 def measure(
     y: np.ndarray,
-    h_n: np.ndarray,
+    h_n: Any,
     ref_y: np.ndarray,
-    ref_h: np.ndarray,
+    ref_h: Any,
     tol: Tolerance,
     ages: np.ndarray,
 ) -> dict[str, Any]:
-    """Errors of one output against the reference, and where it first leaves the tolerance.
+    """Errors of one output and its final state (h_n, or an LSTM's (h_n, c_n)) against the
+    reference, and where the output first leaves the tolerance. Every final state is checked.
 
     NaN never passes: comparisons are written so that NaN fails them (``not err <= bound``).
     """
     y64 = np.asarray(y, np.float64)
-    h64 = np.asarray(h_n, np.float64)
-    if y64.shape != ref_y.shape or h64.shape != ref_h.shape:
+    states, ref_states = _states(h_n), _states(ref_h)
+    if y64.shape != ref_y.shape or [s.shape for s in states] != [s.shape for s in ref_states]:
         raise RNNBenchError(
-            f"output shapes y {y64.shape}, h_n {h64.shape} differ from the reference's "
-            f"{ref_y.shape}, {ref_h.shape}"
+            f"output shapes y {y64.shape}, final state {[s.shape for s in states]} differ from "
+            f"the reference's {ref_y.shape}, {[s.shape for s in ref_states]}"
         )
     err = np.abs(y64 - ref_y)
     err[np.isnan(y64)] = np.inf
     bad = ~(err <= tol.bounds(ref_y, ages))
-    h_err = np.abs(h64 - ref_h)
-    h_err[np.isnan(h64)] = np.inf
-    h_scale = float(tol.scale(ages).max())  # a final state may be of any age
-    h_bad = ~(h_err <= h_scale + min(h_scale, 1.0) * np.abs(ref_h))
+    scale = float(tol.scale(ages).max())  # a final state may be of any age
+    state_errors, state_bad = [], False
+    for got, ref in zip(states, ref_states):
+        s_err = np.abs(got - ref)
+        s_err[np.isnan(got)] = np.inf
+        state_errors.append(float(s_err.max()))
+        state_bad |= bool((~(s_err <= scale + min(scale, 1.0) * np.abs(ref))).any())
     last = ref_y.shape[1] - 1
     rel = err / np.maximum(np.abs(ref_y), np.finfo(np.float64).tiny)
     out: dict[str, Any] = {
         "max_abs": float(err.max()),
         "max_rel": float(np.where(np.abs(ref_y) > 1e-6, rel, 0.0).max()),
-        "h_n_max_abs": float(h_err.max()),
+        "h_n_max_abs": state_errors[0],
+        "c_n_max_abs": state_errors[1] if len(state_errors) > 1 else math.nan,
         "error_per_step": [float(v) for v in err.max(axis=(0, 2))],
         "first_bad_step": None,
         "first_bad_index": None,
-        "passed": not bad.any() and not h_bad.any(),
+        "passed": not bad.any() and not state_bad,
     }
     if bad.any():
         b, t, f = np.argwhere(bad.transpose(1, 0, 2))[0][[1, 0, 2]]
         out["first_bad_step"] = int(t)
         out["first_bad_index"] = (int(b), int(f))
-    elif h_bad.any():
+    elif state_bad:
         out["first_bad_step"] = last
     return out
 
@@ -197,9 +202,10 @@ def compare(
     names = list(backends) if backends is not None else list_backends()
     for name in names:
         backend_info(name)  # unknown names fail before anything runs
-    xs, h = check_inputs(weights.spec, x, h0, np.float64)
-    ref_y, ref_h = reference_forward(weights, xs, h)
     spec = weights.spec
+    xs, h_tuple = check_inputs(spec, x, h0, np.float64)
+    h = None if h_tuple is None else state_mod.from_tuple(spec, h_tuple)
+    ref_y, ref_h = reference_forward(weights, xs, h)
     batch, seq_len = xs.shape[:2]
     ages = step_ages(seq_len, spec.num_directions, spec.num_layers, spec.hidden_size)
     rows = []
@@ -213,7 +219,10 @@ def compare(
             try:
                 cell = (cells or {}).get((name, str(dtype))) or get_backend(name, device, dtype)
                 cell.load(weights.astype(dtype))
-                y, h_n = cell.forward(xs.astype(dtype), None if h is None else h.astype(dtype))
+                h_cast = None if h_tuple is None else tuple(s.astype(dtype) for s in h_tuple)
+                y, h_n = cell.forward(
+                    xs.astype(dtype), None if h_cast is None else state_mod.from_tuple(spec, h_cast)
+                )
                 info = cell.info()
                 row.path, row.version = info.get("path"), info.get("version")
                 found = measure(y, h_n, ref_y, ref_h, tol, ages)
@@ -233,4 +242,4 @@ def compare(
                 row.reason = "beyond tolerance"
             rows.append(row)
     case = f"{spec.describe()}, batch {batch}"
-    return CompareResult(case=case, batch=batch, seq_len=seq_len, rows=rows)
+    return CompareResult(case=case, batch=batch, seq_len=seq_len, rows=rows, spec=spec.to_dict())

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from rnnbench import state as state_mod
 from rnnbench import wire
 from rnnbench.arrays import resolve_dtype
 from rnnbench.cell import check_inputs
@@ -35,6 +36,7 @@ from rnnbench.errors import (
 )
 from rnnbench.registry import BackendInfo
 from rnnbench.spec import RNNSpec
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
 # Errors a worker may raise that keep their class on this side (others become BackendRuntimeError).
@@ -230,16 +232,17 @@ class ProcessCell:
         )
         self._spec = weights.spec
 
-    def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
         self._ensure_worker()
-        xs, h = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
-        arrays = {"x": xs} if h is None else {"x": xs, "h0": h}
+        xs, states = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
+        arrays = {"x": xs, **wire.state_arrays("0", states)}
         reply, out = self._worker.request({"op": "forward", "handle": self._handle}, arrays)
         self._info = reply.get("info", self._info)
-        return out["y"], out["h_n"]
+        return out["y"], state_mod.from_tuple(self.spec, wire.read_state("_n", out))
 
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
-        return check_inputs(self.spec, x, h0, self.dtype)
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
+        xs, states = check_inputs(self.spec, x, h0, self.dtype)
+        return xs, None if states is None else state_mod.from_tuple(self.spec, states)
 
     def run(self, prepared: Any) -> Any:
         return self.forward(*prepared)
@@ -247,7 +250,7 @@ class ProcessCell:
     def synchronize(self, result: Any) -> None:
         """``run`` already returned host arrays."""
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]:
         return result  # type: ignore[no-any-return, unused-ignore]
 
     def info(self) -> dict[str, Any]:

@@ -9,10 +9,9 @@ from typing import Any, Literal
 from rnnbench.errors import SpecError
 
 NONLINEARITIES = ("tanh", "relu")
-# Gated cells (LSTM, GRU) will stack their gates along the hidden axis of the same four
-# canonical arrays; only the vanilla cell is built so far, so only "rnn" is accepted.
-CELLS: dict[str, int] = {"rnn": 1}
-PLANNED_CELLS = ("lstm", "gru")
+# Cell name -> how many gate blocks its arrays stack along the hidden axis (see gates.py for
+# their order). Every cell keeps the same four canonical arrays, G * hidden wide.
+CELLS: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
 
 Nonlinearity = Literal["tanh", "relu"]
 
@@ -30,10 +29,16 @@ def _positive_int(name: str, value: Any) -> int:
 
 @dataclass(frozen=True)
 class RNNSpec:
-    """One (possibly stacked, possibly bidirectional) vanilla RNN layer.
+    """One (possibly stacked, possibly bidirectional) recurrent layer: a vanilla RNN, an LSTM or
+    a GRU.
 
-    ``h_t = act(x_t @ w_ih + b_ih + h_{t-1} @ w_hh + b_hh)`` for each layer and direction; layer
-    k > 0 reads the (concatenated, for bidirectional) outputs of layer k - 1.
+    ``cell="rnn"``: ``h_t = act(x_t @ w_ih + b_ih + h_{t-1} @ w_hh + b_hh)``, act = tanh or relu.
+    ``cell="lstm"`` and ``cell="gru"``: the gated formulas of :mod:`rnnbench.gates` (sigmoid
+    gates, tanh candidate; ``nonlinearity`` must stay "tanh"). ``reset_after`` is the GRU's
+    formula: True (PyTorch, Keras' default, ONNX ``linear_before_reset=1``) applies the reset
+    gate after the recurrent product, False (Keras ``reset_after=False``, TF1 ``GRUCell``,
+    ONNX's default) before it. It is None for the other cells, and a GRU's None means True.
+    Layer k > 0 reads the (concatenated, for bidirectional) outputs of layer k - 1.
     """
 
     input_size: int
@@ -43,6 +48,7 @@ class RNNSpec:
     nonlinearity: Nonlinearity = "tanh"
     bias: bool = True
     cell: str = "rnn"
+    reset_after: bool | None = None
 
     def __post_init__(self) -> None:
         _positive_int("input_size", self.input_size)
@@ -60,10 +66,25 @@ class RNNSpec:
                 f"use one of {', '.join(NONLINEARITIES)}",
             )
         if self.cell not in CELLS:
-            planned = " (planned, not built yet)" if self.cell in PLANNED_CELLS else ""
+            raise SpecError(f"unknown cell {self.cell!r}", f"use one of {', '.join(CELLS)}")
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
             raise SpecError(
-                f"unknown cell {self.cell!r}{planned}",
-                f"use one of {', '.join(CELLS)}",
+                f"nonlinearity={self.nonlinearity!r} is for the vanilla RNN; {self.cell.upper()} "
+                "cells have sigmoid gates and a tanh candidate",
+                "drop nonlinearity (or use cell='rnn' for a relu RNN)",
+            )
+        if self.cell == "gru":
+            if self.reset_after is None:
+                object.__setattr__(self, "reset_after", True)  # PyTorch's and Keras' default
+            elif not isinstance(self.reset_after, bool):
+                raise SpecError(
+                    f"RNNSpec.reset_after must be True or False, got {self.reset_after!r}",
+                    "pass reset_after=True (PyTorch, Keras default) or False (TF1 GRUCell)",
+                )
+        elif self.reset_after is not None:
+            raise SpecError(
+                f"reset_after={self.reset_after!r} is a GRU setting; cell={self.cell!r} has none",
+                "drop reset_after, or use cell='gru'",
             )
 
     # --- derived sizes -------------------------------------------------------------------
@@ -92,22 +113,31 @@ class RNNSpec:
         return self.input_size if layer == 0 else self.output_size
 
     @property
+    def num_biases(self) -> int:
+        """Bias vectors (G * hidden wide) whose values matter apart: 2 for a reset-after GRU,
+        whose recurrent candidate bias sits inside the reset gate; 1 otherwise (two biases of
+        the other cells only act through their sum)."""
+        return 2 if self.cell == "gru" and self.reset_after else 1
+
+    @property
     def num_parameters(self) -> int:
-        """Trainable parameters in one-bias form (the seed's rule: a kernel of I+N rows and N
-        columns and N biases, per layer and direction). Two-bias libraries hold N more each."""
-        g = self.gates
+        """Trainable parameters as Keras counts them (``count_params()``): per layer and
+        direction a kernel of I+H rows and G*H columns, and ``num_biases`` biases of G*H (the
+        seed's rule for the vanilla RNN). PyTorch holds two biases for every cell."""
+        gh = self.gates * self.hidden_size
         total = 0
         for layer in range(self.num_layers):
             rows = self.layer_input_size(layer) + self.hidden_size
-            per_dir = rows * g * self.hidden_size + (g * self.hidden_size if self.bias else 0)
+            per_dir = rows * gh + (self.num_biases * gh if self.bias else 0)
             total += per_dir * self.num_directions
         return total
 
     @property
     def flops_per_step(self) -> int:
         """Multiply-add FLOPs (2 per MAC) of one time step for batch 1, every layer and direction:
-        2 * (I_layer + H) * H * gates. Bias adds and the nonlinearity are not counted, as is usual
-        for roofline figures (they are O(H), not O(H^2))."""
+        2 * (I_layer + H) * H * gates. Bias adds, the gates' element-wise work and the
+        nonlinearities are not counted, as is usual for roofline figures (they are O(H), not
+        O(H^2))."""
         g = self.gates
         return (
             sum(
@@ -118,7 +148,7 @@ class RNNSpec:
         )
 
     def flops(self, batch: int, seq_len: int) -> int:
-        """FLOPs of a whole forward pass: 2 * B * T * (I + H) * H per layer and direction."""
+        """FLOPs of a whole forward pass: 2 * B * T * (I + H) * G * H per layer and direction."""
         return batch * seq_len * self.flops_per_step
 
     # --- serialisation -------------------------------------------------------------------
@@ -139,13 +169,27 @@ class RNNSpec:
             )
         return cls(**data)
 
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state a forward pass carries: ("h",), or ("h", "c") for an LSTM."""
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+    @property
+    def cell_label(self) -> str:
+        """The cell with its formula variant: "rnn", "lstm", "gru" or "gru(reset-before)"."""
+        if self.cell == "gru" and not self.reset_after:
+            return "gru(reset-before)"
+        return self.cell
+
     def describe(self) -> str:
-        parts = [f"I={self.input_size}", f"H={self.hidden_size}"]
+        parts = [] if self.cell == "rnn" else [self.cell_label.upper()]
+        parts += [f"I={self.input_size}", f"H={self.hidden_size}"]
         if self.num_layers > 1:
             parts.append(f"layers={self.num_layers}")
         if self.bidirectional:
             parts.append("bidirectional")
-        parts.append(self.nonlinearity)
+        if self.cell == "rnn":
+            parts.append(self.nonlinearity)
         if not self.bias:
             parts.append("no bias")
         return " ".join(parts)

@@ -122,15 +122,16 @@ def _window_max(values: np.ndarray, half: int) -> np.ndarray:
 def sensitivity(
     weights: Any,
     x: np.ndarray,
-    h0: np.ndarray | None,
+    h0: Any,
     dtype: Any,
     reference: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-step max deviation of the float64 reference when every weight and input is perturbed
-    by one unit roundoff of ``dtype`` (relative, random sign; a fixed seed keeps it repeatable).
+    """Per-step max deviation of the float64 reference when every weight, input and initial
+    state is perturbed by one unit roundoff of ``dtype`` (relative, random sign; a fixed seed
+    keeps it repeatable). ``h0``: the initial state as a tuple ((h0,) or (h0, c0)) or None.
     ``reference``: the float64 output y of (weights, x, h0), when the caller has it already.
     """
-    from rnnbench.backends.numpy_backend import rnn_forward  # NumPy only
+    from rnnbench.reference import forward_tuple
 
     u = unit_roundoff(dtype)
     rng = np.random.default_rng(PROBE_SEED)
@@ -143,9 +144,9 @@ def sensitivity(
     nudged = {k: nudge(v) for k, v in w64.arrays().items()}
     probe = type(weights).from_arrays(weights.spec, nudged)
     x64 = np.asarray(x, np.float64)
-    h64 = None if h0 is None else np.asarray(h0, np.float64)
-    ref = reference if reference is not None else rnn_forward(w64, x64, h64)[0]
-    out, _ = rnn_forward(probe, nudge(x64), None if h64 is None else nudge(h64))
+    h64 = None if h0 is None else tuple(np.asarray(s, np.float64) for s in h0)
+    ref = reference if reference is not None else forward_tuple(w64, x64, h64)[0]
+    out, _ = forward_tuple(probe, nudge(x64), None if h64 is None else tuple(map(nudge, h64)))
     return np.asarray(np.abs(out - ref).max(axis=(0, 2)))
 
 
@@ -153,12 +154,17 @@ def tolerance_for(
     weights: Any,
     dtype: Any,
     x: np.ndarray,
-    h0: np.ndarray | None = None,
+    h0: Any = None,
     reference: np.ndarray | None = None,
 ) -> Tolerance:
     """``tolerance`` for one case: fan-in and layers from the spec, sensitivity measured on
-    (x, h0); ``reference`` (the float64 output) saves recomputing it."""
+    (x, h0); ``h0`` is the public state (an array, or an LSTM's (h0, c0)) or None;
+    ``reference`` (the float64 output) saves recomputing it. Gated cells sum I + H terms per
+    gate pre-activation too, so the fan-in is the same."""
+    from rnnbench.state import as_tuple
+
     spec = weights.spec
+    states = None if h0 is None else as_tuple(spec, h0)
     fan_in = max(spec.layer_input_size(k) + spec.hidden_size for k in range(spec.num_layers))
     return tolerance(
         dtype,
@@ -166,7 +172,7 @@ def tolerance_for(
         fan_in=fan_in,
         num_layers=spec.num_layers,
         nonlinearity=spec.nonlinearity,
-        sensitivity=sensitivity(weights, x, h0, dtype, reference),
+        sensitivity=sensitivity(weights, x, states, dtype, reference),
     )
 
 

@@ -24,6 +24,23 @@ class WireTimeout(TimeoutError):
     """No answer within the deadline."""
 
 
+_STATE_NAMES = ("h", "c")  # a state tuple's arrays travel as h<suffix>, c<suffix>
+
+
+def state_arrays(suffix: str, states: tuple[np.ndarray, ...] | None) -> dict[str, np.ndarray]:
+    """A state tuple ((h,) or (h, c)) as named arrays ``h<suffix>``, ``c<suffix>``; none for
+    None (zeros)."""
+    if states is None:
+        return {}
+    return {f"{name}{suffix}": np.asarray(s) for name, s in zip(_STATE_NAMES, states)}
+
+
+def read_state(suffix: str, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+    """The inverse of :func:`state_arrays`."""
+    found = tuple(arrays[f"{n}{suffix}"] for n in _STATE_NAMES if f"{n}{suffix}" in arrays)
+    return found or None
+
+
 def encode(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> bytes:
     head = json.dumps(header).encode()
     body = b""

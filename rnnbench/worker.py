@@ -24,6 +24,7 @@ def _serve() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    from rnnbench import state as state_mod
     from rnnbench import wire
     from rnnbench.registry import backend_info, get_backend
     from rnnbench.spec import RNNSpec
@@ -59,9 +60,13 @@ def _serve() -> None:
                 spec = RNNSpec.from_dict(header["spec"])
                 cells[header["handle"]].load(RNNWeights.from_arrays(spec, arrays))
             elif op == "forward":
-                y, h_n = cells[header["handle"]].forward(arrays["x"], arrays.get("h0"))
-                out_arrays = {"y": np.asarray(y), "h_n": np.asarray(h_n)}
-                reply["info"] = cells[header["handle"]].info()
+                cell = cells[header["handle"]]
+                states = wire.read_state("0", arrays)
+                h0 = None if states is None else state_mod.from_tuple(cell.spec, states)
+                y, h_n = cell.forward(arrays["x"], h0)
+                final = tuple(np.asarray(s) for s in state_mod.as_tuple(cell.spec, h_n))
+                out_arrays = {"y": np.asarray(y), **wire.state_arrays("_n", final)}
+                reply["info"] = cell.info()
             elif op == "info":
                 reply["info"] = cells[header["handle"]].info()
             elif op == "close":

@@ -19,39 +19,83 @@ CASES = {
         30,
         True,
     ),
+    "lstm-1layer": (rb.RNNSpec(3, 5, cell="lstm"), 3, 40, False),
+    "lstm-2layer-bidir-h0c0": (
+        rb.RNNSpec(4, 6, num_layers=2, bidirectional=True, cell="lstm"),
+        2,
+        30,
+        True,
+    ),
+    "gru-1layer": (rb.RNNSpec(3, 5, cell="gru"), 3, 40, False),
+    "gru-2layer-bidir-h0": (
+        rb.RNNSpec(4, 6, num_layers=2, bidirectional=True, cell="gru"),
+        2,
+        30,
+        True,
+    ),
+    "gru-before-2layer-bidir-h0": (
+        rb.RNNSpec(4, 6, num_layers=2, bidirectional=True, cell="gru", reset_after=False),
+        2,
+        30,
+        True,
+    ),
+}
+# The cases of each cell, for backend tests that run every cell.
+CELL_CASES = {
+    "rnn": ("tanh-1layer", "relu-2layer-bidir-h0"),
+    "lstm": ("lstm-1layer", "lstm-2layer-bidir-h0c0"),
+    "gru": ("gru-1layer", "gru-2layer-bidir-h0"),
+    "gru(reset-before)": ("gru-before-2layer-bidir-h0",),
 }
 
 
 def make_case(
     spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool
-) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
-    """float64 weights (seed 0), a standard-normal input and, if asked, an h0 (seed 1)."""
+) -> tuple[rb.RNNWeights, np.ndarray, Any]:
+    """float64 weights (seed 0), a standard-normal input and, if asked, an initial state (seed
+    1): h0, or (h0, c0) for an LSTM."""
     weights = rb.RNNWeights.random(spec, seed=0, dtype="float64")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, steps, spec.input_size))
-    h0 = None
+    h0: Any = None
     if with_h0:
         shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        h0 = 0.5 * rng.standard_normal(shape)
+        states = tuple(0.5 * rng.standard_normal(shape) for _ in spec.state_names)
+        h0 = states if spec.cell == "lstm" else states[0]
     return weights, x, h0
 
 
-def case(name: str) -> tuple[rb.RNNWeights, np.ndarray, np.ndarray | None]:
+def cast_state(h0: Any, dtype: Any) -> Any:
+    """A public state (None, an array, or an LSTM's pair) cast to ``dtype``."""
+    if h0 is None:
+        return None
+    if isinstance(h0, tuple):
+        return tuple(np.asarray(s).astype(dtype) for s in h0)
+    return np.asarray(h0).astype(dtype)
+
+
+def state_parts(h_n: Any) -> tuple[np.ndarray, ...]:
+    """A public final state as a tuple: (h_n,) or (h_n, c_n)."""
+    return tuple(h_n) if isinstance(h_n, tuple) else (h_n,)
+
+
+def case(name: str) -> tuple[rb.RNNWeights, np.ndarray, Any]:
     return make_case(*CASES[name])
 
 
 def check_case(
     cell: Any, spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, Any, dict[str, Any]]:
     """Run a case on ``cell`` in its dtype; assert it is within tolerance of float64 and
-    return (y, h_n, what ``measure`` found)."""
+    return (y, the final state, what ``measure`` found)."""
     weights, x, h0 = make_case(spec, batch, steps, with_h0)
     dtype = cell.dtype
     cell.load(weights.astype(dtype))
-    y, h_n = cell.forward(x.astype(dtype), None if h0 is None else h0.astype(dtype))
-    assert y.dtype == dtype and h_n.dtype == dtype
+    y, h_n = cell.forward(x.astype(dtype), cast_state(h0, dtype))
     ref_y, ref_h = rb.reference_forward(weights, x, h0)
-    assert y.shape == ref_y.shape and h_n.shape == ref_h.shape
+    assert y.dtype == dtype and all(s.dtype == dtype for s in state_parts(h_n))
+    assert y.shape == ref_y.shape
+    assert [s.shape for s in state_parts(h_n)] == [s.shape for s in state_parts(ref_h)]
     tol = tolerance_for(weights, dtype, x, h0)
     ages = step_ages(steps, spec.num_directions, spec.num_layers, spec.hidden_size)
     found = measure(y, h_n, ref_y, ref_h, tol, ages)
@@ -59,7 +103,7 @@ def check_case(
     return y, h_n, found
 
 
-def check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, Any]:
     """Case ``name`` of CASES through :func:`check_case`; returns (y, h_n)."""
     y, h_n, _ = check_case(cell, *CASES[name])
     return y, h_n

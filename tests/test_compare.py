@@ -21,8 +21,8 @@ class _ShiftedCell(NumpyCell):
 
     name = "shifted"
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        y, h = result
+    def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
+        y, h = super().fetch(result)
         y = y.copy()
         y[1, 5:, 2] += 1e-3
         return y, h
@@ -31,9 +31,10 @@ class _ShiftedCell(NumpyCell):
 class _NaNCell(NumpyCell):
     name = "nan"
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        y, h = result
-        return np.full_like(y, np.nan), np.full_like(h, np.nan)
+    def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
+        y, states = result
+        nan_states = tuple(np.full_like(s, np.nan) for s in states)
+        return np.full_like(y, np.nan), self.public_state(nan_states)
 
 
 class _RaisingCell(NumpyCell):
@@ -130,7 +131,7 @@ def test_bad_input_is_refused_before_any_backend_runs(case: tuple) -> None:
 
 def test_result_serialises(case: tuple) -> None:
     data = rb.compare(*case, backends=["numpy"]).to_dict()
-    assert data["schema"] == "rnnbench.check/1"
+    assert data["schema"] == "rnnbench.check/1.1"
     assert data["rows"][0]["backend"] == "numpy" and len(data["rows"][0]["error_per_step"]) == 10
 
 
