@@ -159,7 +159,7 @@ class BaseCell(ABC):
 
     def public_state(self, states: Any) -> State:
         """A tuple of final states ((h_n,) or (h_n, c_n)) in the form ``forward`` returns."""
-        return state_mod.from_tuple(self.spec, tuple(states))  # type: ignore[no-any-return]
+        return state_mod.from_tuple(self.spec, tuple(states))
 
     def refuse_spec(self, spec: RNNSpec, reason: str, hint: str) -> None:
         """Raise the error that makes ``compare`` skip this backend for ``spec``, with why."""

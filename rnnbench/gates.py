@@ -85,7 +85,7 @@ def to_library(a: np.ndarray, library: str, cell: str, axis: int = -1) -> np.nda
 
 
 def from_library(a: np.ndarray, library: str, cell: str, axis: int = -1) -> np.ndarray:
-    """Reorder ``library``-ordered gate blocks of ``a`` (along ``axis``) into the canonical order."""
+    """Reorder the ``library``-ordered gate blocks of ``a`` (along ``axis``) canonically."""
     names = order(library, cell)
     named = dict(zip(names, _split(np.asarray(a), len(names), axis, cell)))
     return np.concatenate([named[n] for n in CANONICAL[cell]], axis=axis)

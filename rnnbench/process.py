@@ -238,7 +238,10 @@ class ProcessCell:
         arrays = {"x": xs, **wire.state_arrays("0", states)}
         reply, out = self._worker.request({"op": "forward", "handle": self._handle}, arrays)
         self._info = reply.get("info", self._info)
-        return out["y"], state_mod.from_tuple(self.spec, wire.read_state("_n", out))
+        final = wire.read_state("_n", out)
+        if final is None:
+            raise BackendRuntimeError(f"backend {self.name!r}: its worker returned no final state")
+        return out["y"], state_mod.from_tuple(self.spec, final)
 
     def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
         xs, states = check_inputs(self.spec, x, h0, self.dtype)

@@ -82,7 +82,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         (),
         None,
         ("cpu",),
-        description="NumPy loop; float64 is the reference",
+        description="NumPy loop, every cell; float64 is the reference",
         distributions=("numpy",),
     ),
     BackendInfo(
@@ -91,7 +91,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("torch",),
         "torch",
         ("cpu", "cuda"),
-        description="torch.nn.RNN (cuDNN on cuda)",
+        description="torch.nn.RNN / LSTM / GRU (cuDNN on cuda; GRU reset-after only)",
         distributions=("torch",),
     ),
     BackendInfo(
@@ -100,7 +100,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("jax",),
         "jax",
         ("cpu", "cuda"),
-        description="jax.lax.scan under jax.jit",
+        description="jax.lax.scan under jax.jit, every cell",
         distributions=("jax", "jaxlib"),
     ),
     BackendInfo(
@@ -111,7 +111,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("cpu",),
         env={"KERAS_BACKEND": "tensorflow"},
         isolated=True,
-        description="Keras 3 SimpleRNN on TensorFlow",
+        description="Keras 3 SimpleRNN / LSTM / GRU on TensorFlow",
         distributions=("keras", "tensorflow"),
     ),
     BackendInfo(
@@ -122,7 +122,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("cpu", "cuda"),
         env={"KERAS_BACKEND": "jax"},
         isolated=True,
-        description="Keras 3 SimpleRNN on JAX",
+        description="Keras 3 SimpleRNN / LSTM / GRU on JAX",
         distributions=("keras", "jax"),
     ),
     BackendInfo(
@@ -133,7 +133,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("cpu", "cuda"),
         env={"KERAS_BACKEND": "torch"},
         isolated=True,
-        description="Keras 3 SimpleRNN on PyTorch",
+        description="Keras 3 SimpleRNN / LSTM / GRU on PyTorch",
         distributions=("keras", "torch"),
     ),
     BackendInfo(
@@ -144,7 +144,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("cpu",),
         env={"TF_USE_LEGACY_KERAS": "1"},
         isolated=True,
-        description="TF1 BasicRNNCell + dynamic_rnn in a graph Session",
+        description="TF1 BasicRNNCell / LSTMCell / GRUCell (reset-before) + dynamic_rnn in a graph Session",
         distributions=("tensorflow", "tf-keras"),
     ),
 )

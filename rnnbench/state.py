@@ -51,7 +51,7 @@ def check_state(spec: RNNSpec, h0: Any, batch: int, dtype: Any) -> tuple[np.ndar
                 + (f" of {len(h0)}" if isinstance(h0, (tuple, list)) else ""),
                 f"pass h0=(h0, c0), each of shape {shape}, as torch.nn.LSTM takes it",
             )
-        names = ("h0", "c0")
+        names: tuple[str, ...] = ("h0", "c0")
     else:
         if isinstance(h0, (tuple, list)) and len(h0) == 2 and hasattr(h0[0], "shape"):
             raise ShapeError(

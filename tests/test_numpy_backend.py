@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -25,32 +27,64 @@ def test_seed_as_tf1_computes_it(seed_notebook: dict) -> None:
     np.testing.assert_allclose(h, seed_notebook["output"][0][0], atol=SEED_ATOL)
 
 
-def _naive(w: rb.RNNWeights, x: np.ndarray, h0: np.ndarray | None) -> tuple:
+def _sig(a: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _naive_step(spec: rb.RNNSpec, dw: rb.DirectionWeights, x: np.ndarray, h: np.ndarray, c: Any):  # type: ignore[no-untyped-def]
+    """One step of one sequence, written from the textbook formulas with the gate blocks sliced
+    by hand (PyTorch's order: LSTM i, f, g, o; GRU r, z, n)."""
+    H = spec.hidden_size
+    if spec.cell == "rnn":
+        act = np.tanh if spec.nonlinearity == "tanh" else (lambda a: np.maximum(a, 0))
+        return act(dw.w_ih.T @ x + dw.b_ih + dw.w_hh.T @ h + dw.b_hh), None
+    gx = dw.w_ih.T @ x + dw.b_ih
+    if spec.cell == "lstm":
+        a = gx + dw.w_hh.T @ h + dw.b_hh
+        i, f, g, o = (a[j * H : (j + 1) * H] for j in range(4))
+        c = _sig(f) * c + _sig(i) * np.tanh(g)
+        return _sig(o) * np.tanh(c), c
+    wr, wz, wn = (dw.w_hh[:, j * H : (j + 1) * H] for j in range(3))
+    br, bz, bn = (dw.b_hh[j * H : (j + 1) * H] for j in range(3))
+    r = _sig(gx[:H] + wr.T @ h + br)
+    z = _sig(gx[H : 2 * H] + wz.T @ h + bz)
+    if spec.reset_after:
+        n = np.tanh(gx[2 * H :] + r * (wn.T @ h + bn))
+    else:
+        n = np.tanh(gx[2 * H :] + wn.T @ (r * h) + bn)
+    return (1 - z) * n + z * h, None
+
+
+def _naive(w: rb.RNNWeights, x: np.ndarray, h0: Any) -> tuple:
     """An independent, deliberately plain implementation (loops over batch and time)."""
     spec = w.spec
-    act = np.tanh if spec.nonlinearity == "tanh" else (lambda a: np.maximum(a, 0))
     B, T, _ = x.shape
     H = spec.hidden_size
+    lstm = spec.cell == "lstm"
+    hs0, cs0 = (h0 if lstm else (h0, None)) if h0 is not None else (None, None)
     inp = x
-    finals = []
+    finals, cells = [], []
     for k in range(spec.num_layers):
         outs = []
         for d in range(spec.num_directions):
             dw = w[k, d]
             idx = k * spec.num_directions + d
             out = np.zeros((B, T, H))
+            finals.append(np.zeros((B, H)))
+            cells.append(np.zeros((B, H)))
             for b in range(B):
-                h = np.zeros(H) if h0 is None else h0[idx, b].copy()
+                h = np.zeros(H) if hs0 is None else hs0[idx, b].copy()
+                c = np.zeros(H) if cs0 is None else cs0[idx, b].copy()
                 order = range(T) if d == 0 else reversed(range(T))
                 for t in order:
-                    h = act(dw.w_ih.T @ inp[b, t] + dw.b_ih + dw.w_hh.T @ h + dw.b_hh)
+                    h, c = _naive_step(spec, dw, inp[b, t], h, c)
                     out[b, t] = h
-                if b == 0:
-                    finals.append(np.zeros((B, H)))
                 finals[-1][b] = h
+                if lstm:
+                    cells[-1][b] = c
             outs.append(out)
         inp = np.concatenate(outs, axis=-1)
-    return inp, np.stack(finals)
+    return inp, ((np.stack(finals), np.stack(cells)) if lstm else np.stack(finals))
 
 
 @pytest.mark.parametrize(
@@ -59,6 +93,11 @@ def _naive(w: rb.RNNWeights, x: np.ndarray, h0: np.ndarray | None) -> tuple:
         rb.RNNSpec(3, 4),
         rb.RNNSpec(3, 4, num_layers=3, bidirectional=True, nonlinearity="relu"),
         rb.RNNSpec(1, 1, bidirectional=True, bias=False),
+        rb.RNNSpec(3, 4, cell="lstm"),
+        rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="lstm"),
+        rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="gru"),
+        rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="gru", reset_after=False),
+        rb.RNNSpec(2, 1, cell="gru", reset_after=False, bias=False),
     ],
     ids=lambda s: s.describe(),
 )
@@ -67,14 +106,33 @@ def test_matches_a_naive_loop(spec: rb.RNNSpec, with_h0: bool) -> None:
     w = rb.RNNWeights.random(spec, seed=11, dtype="float64")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 7, spec.input_size))
-    h0 = rng.standard_normal((spec.num_layers * spec.num_directions, 2, spec.hidden_size))
-    h0 = h0 if with_h0 else None
+    shape = (spec.num_layers * spec.num_directions, 2, spec.hidden_size)
+    parts = tuple(rng.standard_normal(shape) for _ in spec.state_names)
+    h0 = (parts if spec.cell == "lstm" else parts[0]) if with_h0 else None
     cell = rb.get_backend("numpy", dtype="float64")
     cell.load(w)
     y, h_n = cell.forward(x, h0)
     ny, nh = _naive(w, x, h0)
     np.testing.assert_allclose(y, ny, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(h_n, nh, rtol=1e-13, atol=1e-13)
+    if spec.cell == "lstm":
+        assert isinstance(h_n, tuple) and len(h_n) == 2
+        np.testing.assert_allclose(h_n[0], nh[0], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(h_n[1], nh[1], rtol=1e-13, atol=1e-13)
+        assert not np.allclose(h_n[0], h_n[1])  # h and c are not the same array twice
+    else:
+        np.testing.assert_allclose(h_n, nh, rtol=1e-13, atol=1e-13)
+
+
+def test_the_two_gru_formulas_differ() -> None:
+    """Reset-after and reset-before are different networks on the same arrays (a GRU port
+    between them is not a relayout): the outputs must differ."""
+    after = rb.RNNWeights.random(rb.RNNSpec(3, 4, cell="gru"), seed=1, dtype="float64")
+    spec_before = rb.RNNSpec(3, 4, cell="gru", reset_after=False)
+    before = rb.RNNWeights(spec_before, after.layers)
+    x = np.random.default_rng(0).standard_normal((2, 6, 3))
+    ya, _ = rb.reference_forward(after, x)
+    yb, _ = rb.reference_forward(before, x)
+    assert np.abs(ya - yb).max() > 1e-3
 
 
 def test_reverse_direction_reads_the_sequence_backwards() -> None:
@@ -134,6 +192,28 @@ def test_non_finite_input(cell: rb.RNNCell, bad: float) -> None:
     h0[1, 0, 2] = bad
     with pytest.raises(rb.NonFiniteError, match="h0 holds"):
         cell.forward(np.zeros((1, 5, 2)), h0)
+
+
+def test_lstm_state_must_be_a_pair() -> None:
+    c = rb.get_backend("numpy")
+    c.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, cell="lstm")))
+    with pytest.raises(rb.ShapeError, match=r"an LSTM's initial state is a pair \(h0, c0\)"):
+        c.forward(np.zeros((1, 5, 2)), np.zeros((1, 1, 3)))
+    with pytest.raises(rb.ShapeError, match=r"c0 has shape \(1, 2, 3\), expected \(1, 1, 3\)"):
+        c.forward(np.zeros((1, 5, 2)), (np.zeros((1, 1, 3)), np.zeros((1, 2, 3))))
+    h0 = np.zeros((1, 1, 3))
+    c0 = h0.copy()
+    c0[0, 0, 1] = np.nan
+    with pytest.raises(rb.NonFiniteError, match="c0 holds 1 non-finite"):
+        c.forward(np.zeros((1, 5, 2)), (h0, c0))
+
+
+def test_gru_state_is_one_array() -> None:
+    c = rb.get_backend("numpy")
+    c.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, cell="gru")))
+    h0 = np.zeros((1, 1, 3))
+    with pytest.raises(rb.ShapeError, match="GRU state is one array; got a pair"):
+        c.forward(np.zeros((1, 5, 2)), (h0, h0))
 
 
 def test_forward_before_load() -> None:
