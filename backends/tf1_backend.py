@@ -1,4 +1,5 @@
-"""The TF1 backend: ``BasicRNNCell`` under ``dynamic_rnn`` in a graph run by a ``Session``.
+"""The TF1 backend: ``BasicRNNCell``, ``LSTMCell`` or ``GRUCell`` under ``dynamic_rnn`` in a graph
+run by a ``Session``.
 
 This is the seed notebook's code path. It needs two process-wide switches, which is why the
 backend is registered ``isolated`` and runs in a worker process of its own:
@@ -7,7 +8,17 @@ backend is registered ``isolated`` and runs in a worker process of its own:
 - ``tf.compat.v1.disable_v2_behavior()``: graph mode and reference variables, as in TF1. With
   it, graph seed 35 on the default graph gives the seed notebook's kernel bit for bit.
 
-Each (batch, time, h0 given?) gets its own graph with fixed-shape placeholders, built once and
+The cells and how rnnbench maps onto them:
+- rnn: ``BasicRNNCell``; kernel (I+H, H) and bias.
+- lstm: ``LSTMCell(forget_bias=0.0)``. TF1 adds ``forget_bias`` to the forget gate at run time
+  without storing it; the canonical bias already holds the whole forget bias, so the cell must
+  add nothing. Its state is ``LSTMStateTuple(c, h)``, c first, while rnnbench's is (h, c): the
+  placeholders and the final states are matched by the tuple's field names, never by position.
+- gru: ``GRUCell``, which applies the reset gate to h *before* the recurrent product
+  (``reset_after=False``). A reset-after GRU (torch's and Keras' default) is a different
+  function that GRUCell cannot express, so the backend refuses it rather than compute it wrong.
+
+Each (batch, time, state given?) gets its own graph with fixed-shape placeholders, built once and
 reused; the spec and dtype are fixed by ``load`` (which drops the graphs of older weights).
 """
 
@@ -22,9 +33,14 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendRuntimeError, BackendUnavailableError
+from rnnbench.spec import RNNSpec
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
 _MAX_GRAPHS = 8  # one per input shape; old ones are closed beyond this
+
+# The TF1 class that runs each cell (named by path() and info()).
+CELL_CLASSES = {"rnn": "BasicRNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}
 
 
 def _import_tf1() -> Any:
@@ -46,39 +62,95 @@ def _import_tf1() -> Any:
     return tf
 
 
+def _missing_cells(exc: Exception, name: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"tf.compat.v1.nn.rnn_cell.{name} is not available: {exc}",
+        "pip install 'rnnbench[tf1]' (TensorFlow >= 2.16 needs tf-keras for TF1 cells)",
+    )
+
+
 def _basic_cell(tf: Any, units: int, nonlinearity: str, dtype: Any) -> Any:
     activation = tf.nn.relu if nonlinearity == "relu" else tf.tanh
     try:
         return tf.compat.v1.nn.rnn_cell.BasicRNNCell(units, activation=activation, dtype=dtype)
     except (AttributeError, ImportError) as exc:  # tf-keras missing: the cell is not there
-        raise BackendUnavailableError(
-            f"tf.compat.v1.nn.rnn_cell.BasicRNNCell is not available: {exc}",
-            "pip install 'rnnbench[tf1]' (TensorFlow >= 2.16 needs tf-keras for TF1 cells)",
-        ) from exc
+        raise _missing_cells(exc, "BasicRNNCell") from exc
+
+
+def _cell(tf: Any, spec: RNNSpec, dtype: Any) -> Any:
+    """A new TF1 cell for one layer and direction of ``spec``."""
+    if spec.cell == "rnn":
+        return _basic_cell(tf, spec.hidden_size, spec.nonlinearity, dtype)
+    try:
+        cells = tf.compat.v1.nn.rnn_cell
+        if spec.cell == "lstm":
+            # forget_bias=0: the loaded bias already holds it (see the module docstring).
+            return cells.LSTMCell(
+                spec.hidden_size, forget_bias=0.0, state_is_tuple=True, dtype=dtype
+            )
+        return cells.GRUCell(spec.hidden_size, dtype=dtype)
+    except (AttributeError, ImportError) as exc:
+        raise _missing_cells(exc, CELL_CLASSES[spec.cell]) from exc
+
+
+def _variable_values(entry: Any) -> dict[str, np.ndarray]:
+    """One direction of ``to_tf1()`` as {variable path suffix: array}: ``(kernel, bias)`` for
+    BasicRNNCell and LSTMCell, the GRUCell dict (``gates/kernel``, ...) as it is."""
+    if isinstance(entry, dict):
+        return {str(k): np.asarray(v) for k, v in entry.items()}
+    kernel, bias = entry
+    return {"kernel": np.asarray(kernel), "bias": np.asarray(bias)}
 
 
 class _Graph:
     """One built graph: its session, placeholders, outputs, and the cells' variables."""
 
-    def __init__(self, session: Any, x: Any, h0: list[Any], y: Any, h_n: Any, cells: list[Any]):
+    def __init__(
+        self,
+        session: Any,
+        x: Any,
+        states: list[tuple[Any, ...]],
+        y: Any,
+        finals: tuple[Any, ...],
+        cells: list[Any],
+    ):
         self.session = session
         self.x = x
-        self.h0 = h0  # one placeholder per layer and direction, empty when h0 is not fed
+        # Per layer and direction, the initial-state placeholders in rnnbench's order ((h,) or
+        # (h, c)); empty when no initial state is fed.
+        self.states = states
         self.y = y
-        self.h_n = h_n
+        self.finals = finals  # stacked final states (layers*dirs, B, H), rnnbench's order
         self.cells = cells  # layer-major, direction-minor, like the canonical weights
 
-    def assign(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Put (kernel, bias) of each cell into its variables."""
-        for cell, (kernel, bias) in zip(self.cells, pairs):
-            variables = {v.name.rsplit("/", 1)[-1].split(":")[0]: v for v in cell.weights}
-            variables["kernel"].load(kernel, self.session)
-            variables["bias"].load(bias, self.session)
+    def assign(self, values: list[dict[str, np.ndarray]]) -> None:
+        """Put each cell's arrays into its variables, matched by the end of the variable's path:
+        ``kernel`` / ``bias``, or GRUCell's nested ``gates/kernel``, ``candidate/bias``...
+        Every variable must get exactly one array, so none is left at its initial value."""
+        for index, (cell, arrays) in enumerate(zip(self.cells, values, strict=True)):
+            names = {v.name.split(":")[0]: v for v in cell.weights}
+            matched: set[str] = set()
+            for suffix, value in arrays.items():
+                hits = [n for n in names if n == suffix or n.endswith("/" + suffix)]
+                if len(hits) != 1:
+                    raise BackendRuntimeError(
+                        f"backend 'tf1': cell {index} ({type(cell).__name__}) has "
+                        f"{len(hits)} variables ending in {suffix!r}; its variables are "
+                        f"{sorted(names)}"
+                    )
+                names[hits[0]].load(value, self.session)
+                matched.add(hits[0])
+            if matched != set(names):
+                raise BackendRuntimeError(
+                    f"backend 'tf1': cell {index} ({type(cell).__name__}) variables "
+                    f"{sorted(set(names) - matched)} got no weights"
+                )
 
 
 class TF1Cell(BaseCell):
-    """``tf.compat.v1.nn.rnn_cell.BasicRNNCell`` + ``dynamic_rnn`` (stacked: ``MultiRNNCell``;
-    bidirectional: ``bidirectional_dynamic_rnn`` per layer), run in a ``tf.compat.v1.Session``."""
+    """``tf.compat.v1.nn.rnn_cell.BasicRNNCell`` / ``LSTMCell`` / ``GRUCell`` + ``dynamic_rnn``
+    (stacked: ``MultiRNNCell``; bidirectional: ``bidirectional_dynamic_rnn`` per layer), run in a
+    ``tf.compat.v1.Session``. A reset-after GRU is refused (GRUCell resets before)."""
 
     name = "tf1"
     distribution = "tensorflow"
@@ -89,22 +161,46 @@ class TF1Cell(BaseCell):
         super().__init__(device, dtype, variant)
         self._tf = _import_tf1()
         self._graphs: OrderedDict[tuple[int, int, bool], _Graph] = OrderedDict()
-        self._pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._values: list[dict[str, np.ndarray]] = []
         self._graphs_built = 0  # reported by info(): repeated runs of one shape build none
 
     # --- weights -----------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
-        tf1 = weights.to_tf1()
-        per_layer = tf1 if weights.spec.num_layers > 1 else [tf1]
-        pairs = []
+        spec = weights.spec
+        if spec.cell == "gru" and spec.reset_after:
+            self.refuse_spec(
+                spec,
+                "TF1's GRUCell applies the reset gate to h before the recurrent product "
+                "(reset-before); a reset-after GRU applies it to the product, a different "
+                "function that GRUCell cannot compute",
+                "run this GRU on torch, keras, jax or numpy (they compute reset-after), or use "
+                "RNNSpec(..., cell='gru', reset_after=False) for GRUCell's formula",
+            )
+        # An LSTM's canonical bias already includes the forget bias; the cells add none.
+        tf1 = weights.to_tf1(forget_bias=0.0) if spec.cell == "lstm" else weights.to_tf1()
+        per_layer = tf1 if spec.num_layers > 1 else [tf1]
+        values = []
         for entry in per_layer:
-            directions = entry if weights.spec.bidirectional else (entry,)
-            pairs += [(np.asarray(k), np.asarray(b)) for k, b in directions]
+            directions = entry if spec.bidirectional else (entry,)
+            values += [_variable_values(d) for d in directions]
         self._close_graphs()  # graphs hold the old spec's shapes
-        self._pairs = pairs
-        self._weights_spec = weights.spec
+        self._values = values
+        self._weights_spec = spec
 
     # --- graphs ------------------------------------------------------------------------
+    def _initial(self, states: tuple[Any, ...]) -> Any:
+        """rnnbench's (h,) or (h, c) for one cell, as the cell takes it."""
+        if self._weights_spec.cell == "lstm":
+            h, c = states
+            return self._tf.compat.v1.nn.rnn_cell.LSTMStateTuple(c=c, h=h)  # TF1: c first
+        return states[0]
+
+    def _final(self, state: Any) -> tuple[Any, ...]:
+        """One cell's final state as rnnbench's (h,) or (h, c)."""
+        if self._weights_spec.cell == "lstm":
+            return (state.h, state.c)  # by field name: LSTMStateTuple is (c, h)
+        return (state,)
+
     def _build(self, batch: int, time: int, with_h0: bool) -> _Graph:
         tf = self._tf
         spec = self._weights_spec
@@ -113,26 +209,27 @@ class TF1Cell(BaseCell):
         graph = tf.Graph()
         with graph.as_default():
             x = v1.placeholder(dtype, (batch, time, spec.input_size), name="x")
-            n_states = spec.num_layers * spec.num_directions
-            h0 = [
-                v1.placeholder(dtype, (batch, spec.hidden_size), name=f"h0_{i}")
-                for i in range(n_states)
+            n_cells = spec.num_layers * spec.num_directions
+            states = [
+                tuple(
+                    v1.placeholder(dtype, (batch, spec.hidden_size), name=f"{name}0_{i}")
+                    for name in spec.state_names
+                )
+                for i in range(n_cells)
                 if with_h0
             ]
+            initial = [self._initial(s) for s in states]
             cells: list[Any] = []
-            finals: list[Any] = []
+            finals: list[tuple[Any, ...]] = []
             if not spec.bidirectional:
-                cells = [
-                    _basic_cell(tf, spec.hidden_size, spec.nonlinearity, dtype)
-                    for _ in range(spec.num_layers)
-                ]
+                cells = [_cell(tf, spec, dtype) for _ in range(spec.num_layers)]
                 if spec.num_layers == 1:  # the seed notebook's own structure
-                    cell, state = cells[0], (h0[0] if h0 else None)
+                    cell, state = cells[0], (initial[0] if initial else None)
                 else:
                     cell = v1.nn.rnn_cell.MultiRNNCell(cells)
-                    state = tuple(h0) if h0 else None
+                    state = tuple(initial) if initial else None
                 y, final = v1.nn.dynamic_rnn(cell, x, initial_state=state, dtype=dtype)
-                finals = list(final) if spec.num_layers > 1 else [final]
+                finals = [self._final(f) for f in (final if spec.num_layers > 1 else [final])]
             else:
                 # One bidirectional_dynamic_rnn per layer, outputs concatenated between layers:
                 # like torch.nn.RNN, layer k > 0 reads both directions of layer k-1. A single
@@ -141,26 +238,25 @@ class TF1Cell(BaseCell):
                 # outputs), which is a different network.
                 y = x
                 for k in range(spec.num_layers):
-                    fw = _basic_cell(tf, spec.hidden_size, spec.nonlinearity, dtype)
-                    bw = _basic_cell(tf, spec.hidden_size, spec.nonlinearity, dtype)
-                    (out_fw, out_bw), (h_fw, h_bw) = v1.nn.bidirectional_dynamic_rnn(
+                    fw, bw = _cell(tf, spec, dtype), _cell(tf, spec, dtype)
+                    (out_fw, out_bw), (s_fw, s_bw) = v1.nn.bidirectional_dynamic_rnn(
                         fw,
                         bw,
                         y,
-                        initial_state_fw=h0[2 * k] if h0 else None,
-                        initial_state_bw=h0[2 * k + 1] if h0 else None,
+                        initial_state_fw=initial[2 * k] if initial else None,
+                        initial_state_bw=initial[2 * k + 1] if initial else None,
                         dtype=dtype,
                         scope=f"layer_{k}",
                     )
                     y = tf.concat([out_fw, out_bw], axis=-1)
                     cells += [fw, bw]
-                    finals += [h_fw, h_bw]
-            h_n = tf.stack(finals)
+                    finals += [self._final(s_fw), self._final(s_bw)]
+            stacked = tuple(tf.stack([f[s] for f in finals]) for s in range(len(spec.state_names)))
             init = v1.global_variables_initializer()
         session = v1.Session(graph=graph)
         session.run(init)
-        built = _Graph(session, x, h0, y, h_n, cells)
-        built.assign(self._pairs)
+        built = _Graph(session, x, states, y, stacked, cells)
+        built.assign(self._values)
         graph.finalize()  # repeated runs must not grow the graph
         return built
 
@@ -183,30 +279,38 @@ class TF1Cell(BaseCell):
         self._graphs.clear()
 
     # --- running -----------------------------------------------------------------------
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
         xs, h = self.check_inputs(x, h0)
         built = self._graph(xs.shape[0], xs.shape[1], h is not None)
         feed = {built.x: xs}
-        if h is not None:
-            feed.update({ph: h[i] for i, ph in enumerate(built.h0)})
+        if h is not None:  # h[s] is state s (h, then c) of every layer and direction
+            for i, placeholders in enumerate(built.states):
+                feed.update({ph: h[s][i] for s, ph in enumerate(placeholders)})
         return built, feed
 
-    def run(self, prepared: Any) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, prepared: Any) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         built, feed = prepared
         try:
-            y, h_n = built.session.run([built.y, built.h_n], feed_dict=feed)
+            y, finals = built.session.run([built.y, list(built.finals)], feed_dict=feed)
         except self._tf.errors.OpError as exc:
             raise BackendRuntimeError(f"backend 'tf1': session.run failed: {exc.message}") from exc
-        return y, h_n
+        return y, tuple(finals)
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        return result  # session.run already returned host arrays (its copy is the sync)
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]:
+        y, finals = result  # session.run already returned host arrays (its copy is the sync)
+        return y, self.public_state(finals)
+
+    def cell_class(self) -> str | None:
+        """The TF1 cell class of the loaded spec (None before ``load``)."""
+        return CELL_CLASSES[self._spec.cell] if self._spec is not None else None
 
     def path(self) -> str:
-        return "tf1 graph + Session (dynamic_rnn while_loop)"
+        cls = self.cell_class()
+        return f"tf1 graph + Session ({cls + ', ' if cls else ''}dynamic_rnn while_loop)"
 
     def info(self) -> dict[str, Any]:
         out = super().info()
+        out["cell_class"] = self.cell_class()
         out["synchronize"] = "session.run returns host arrays (the copy is the sync)"
         out["graphs_built"] = self._graphs_built
         return out

@@ -1,5 +1,7 @@
-"""The TF1 backend (BasicRNNCell + dynamic_rnn in a Session, in its own worker process): against
-the float64 reference, graph reuse, the seed notebook's replay, and a worker that dies."""
+"""The TF1 backend (BasicRNNCell / LSTMCell / GRUCell + dynamic_rnn in a Session, in its own
+worker process): every cell against the float64 reference, the LSTM's (c, h) state order and
+forget bias against TF1 itself, the reset-after GRU refusal, graph reuse, the seed notebook's
+replay, and a worker that dies."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reference_cases import check_case
+from reference_cases import CASES as SHARED_CASES
+from reference_cases import CELL_CASES, check_case
 
 import rnnbench as rb
 import rnnbench.process
@@ -17,38 +20,101 @@ from rnnbench.commands.seed import check_kernel
 from rnnbench.process import pooled_worker
 from rnnbench.tolerances import SEED_REPLAY_ATOL
 
-CASES = {
-    # name: (spec, batch, steps, with_h0, dtype)
-    "bidir-relu-h0-f64": (
-        rb.RNNSpec(3, 5, num_layers=2, bidirectional=True, nonlinearity="relu"),
+CELL_CLASSES = {"rnn": "BasicRNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}
+# Beyond the shared cases: stacks without a bidirectional layer (MultiRNNCell, whose state is a
+# tuple of the cells' states) for every cell, and a BasicRNNCell fed a zero bias.
+EXTRA_CASES = {
+    "multirnncell-tanh-h0": (rb.RNNSpec(4, 6, num_layers=3), 3, 9, True),
+    "one-layer-relu-nobias": (rb.RNNSpec(2, 4, nonlinearity="relu", bias=False), 1, 5, False),
+    "multirnncell-lstm-h0c0": (rb.RNNSpec(3, 4, num_layers=2, cell="lstm"), 2, 7, True),
+    "multirnncell-gru-before-h0": (
+        rb.RNNSpec(3, 4, num_layers=2, cell="gru", reset_after=False),
         2,
-        12,
+        7,
         True,
-        "float64",
-    ),
-    "bidir-tanh-f32": (rb.RNNSpec(3, 5, num_layers=2, bidirectional=True), 2, 12, False, "float32"),
-    "multirnncell-tanh-h0-f32": (rb.RNNSpec(4, 6, num_layers=3), 3, 9, True, "float32"),
-    "one-layer-relu-nobias-f64": (
-        rb.RNNSpec(2, 4, nonlinearity="relu", bias=False),
-        1,
-        5,
-        False,
-        "float64",
     ),
 }
+# Every shared cell case TF1 can run: all but the reset-after GRU (refused, tested below).
+NAMES = [n for label, names in CELL_CASES.items() if label != "gru" for n in names]
+ALL_CASES = {**{n: SHARED_CASES[n] for n in NAMES}, **EXTRA_CASES}
 
 
-def _run(cell: Any, name: str) -> dict[str, Any]:
-    spec, batch, steps, with_h0, _ = CASES[name]
-    return check_case(cell, spec, batch, steps, with_h0)[2]
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(ALL_CASES))
+def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
+    cell = cells.get("tf1", dtype)
+    spec = ALL_CASES[name][0]
+    found = check_case(cell, *ALL_CASES[name])[2]
+    # A layer that read only its own direction below (bidirectional over MultiRNNCell), a
+    # swapped gate block, a forget bias added twice or h and c swapped would be off by O(0.1),
+    # far above rounding.
+    assert found["max_abs"] < (1e-12 if dtype == "float64" else 1e-5), found["max_abs"]
+    assert CELL_CLASSES[spec.cell] in cell.info()["path"]  # the cell class that ran
+    assert cell.info()["cell_class"] == CELL_CLASSES[spec.cell]
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_matches_float64_reference(cells: Any, name: str) -> None:
-    found = _run(cells.get("tf1", CASES[name][4]), name)
-    # A layer that read only its own direction below (bidirectional over MultiRNNCell) or a
-    # swapped kernel half would be off by O(0.1), far above rounding.
-    assert found["max_abs"] < (1e-12 if CASES[name][4] == "float64" else 1e-5)
+def test_lstm_state_is_h_then_c(cells: Any) -> None:
+    """rnnbench's state is (h, c), TF1's LSTMStateTuple is (c, h): both the initial and the
+    final states must be mapped by meaning, not by position."""
+    cell = cells.get("tf1", "float64")
+    spec = rb.RNNSpec(3, 5, cell="lstm")
+    weights = rb.RNNWeights.random(spec, seed=3, dtype="float64")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 3))
+    h0, c0 = (0.8 * rng.standard_normal((1, 2, 5)) for _ in range(2))
+    cell.load(weights)
+    y, (h_n, c_n) = cell.forward(x, (h0, c0))
+    ref_y, (ref_h, ref_c) = rb.reference_forward(weights, x, (h0, c0))
+    assert np.abs(y - ref_y).max() < 1e-12
+    assert np.abs(h_n - ref_h).max() < 1e-12 and np.abs(c_n - ref_c).max() < 1e-12
+    np.testing.assert_array_equal(h_n[0], y[:, -1])  # h is the output; c is not
+    assert np.abs(c_n - h_n).max() > 0.1
+    # Control: h0 and c0 exchanged is a different run, so the check above can tell them apart.
+    swapped_y, _ = rb.reference_forward(weights, x, (c0, h0))
+    assert np.abs(swapped_y - ref_y).max() > 1e-2
+
+
+def test_reset_after_gru_is_refused(cells: Any) -> None:
+    cell = cells.get("tf1", "float32")
+    weights = rb.RNNWeights.random(rb.RNNSpec(2, 3, cell="gru"), seed=0)  # reset_after=True
+    with pytest.raises(rb.BackendUnavailableError, match="reset gate to h before") as refused:
+        cell.load(weights)
+    assert "torch, keras, jax or numpy" in str(refused.value)
+    assert "reset_after=False" in str(refused.value)
+
+
+def test_lstm_forget_bias_folded_as_tf1_adds_it(cells: Any) -> None:
+    """A bare TF1 LSTMCell with its default forget_bias=1.0: ``from_tf1(kernel, bias)`` (which
+    adds that 1.0 to the forget block) reproduces the cell's own output and state through the
+    NumPy reference."""
+    cells.get("tf1", "float64")  # skips without tensorflow/tf-keras; starts the worker once
+    rng = np.random.default_rng(5)
+    batch, steps, inputs, hidden = 2, 6, 3, 4
+    arrays = {
+        "x": rng.standard_normal((batch, steps, inputs)),
+        "h0": 0.5 * rng.standard_normal((batch, hidden)),
+        "c0": 0.5 * rng.standard_normal((batch, hidden)),
+        "bias": 0.3 * rng.standard_normal(4 * hidden),
+    }
+    worker = pooled_worker(rb.backend_info("tf1"))
+    header, got = worker.call("tests.tf1_targets:lstm_default_forget_bias", arrays, seed=7)
+    assert header["forget_bias"] == 1.0
+    assert header["variables"] == ["rnn/lstm_cell/kernel:0", "rnn/lstm_cell/bias:0"]
+    np.testing.assert_array_equal(got["bias"], arrays["bias"])
+    state = (arrays["h0"][None], arrays["c0"][None])
+
+    def error(forget_bias: float) -> float:
+        w = rb.RNNWeights.from_tf1(got["kernel"], got["bias"], cell="lstm", forget_bias=forget_bias)
+        y, (h_n, c_n) = rb.reference_forward(w, arrays["x"], state)
+        return max(
+            float(np.abs(y - got["y"]).max()),
+            float(np.abs(h_n[0] - got["h_n"]).max()),
+            float(np.abs(c_n[0] - got["c_n"]).max()),
+        )
+
+    assert rb.RNNWeights.from_tf1(got["kernel"], got["bias"], cell="lstm").spec.cell == "lstm"
+    assert error(1.0) < 1e-12  # from_tf1's default forget_bias is TF1's
+    assert error(0.0) > 1e-2  # control: without the folding the output is visibly off
 
 
 def test_graph_built_once_per_shape(cells: Any) -> None:
@@ -63,7 +129,7 @@ def test_graph_built_once_per_shape(cells: Any) -> None:
     np.testing.assert_array_equal(y1, y2)
     cell.forward(np.ones((2, 5, 2), np.float32))  # another length: one more graph
     assert cell.info()["graphs_built"] == built + 1
-    assert cell.info()["path"] == "tf1 graph + Session (dynamic_rnn while_loop)"
+    assert cell.info()["path"] == "tf1 graph + Session (BasicRNNCell, dynamic_rnn while_loop)"
     assert cell.info()["process"] == "worker"
 
 
