@@ -1,11 +1,12 @@
-"""Canonical RNN weights: one set of NumPy arrays per layer and direction.
+"""Canonical weights: one set of NumPy arrays per layer and direction, for every cell.
 
-``h_t = act(x_t @ w_ih + b_ih + h_{t-1} @ w_hh + b_hh)`` with ``w_ih`` of shape (input, hidden),
-``w_hh`` (hidden, hidden), ``b_ih`` and ``b_hh`` (hidden,). Keeping PyTorch's and ONNX's two
-biases makes their round trips exact; a one-bias library receives their sum.
-
-Gated cells (planned) keep the same four arrays with ``gates`` blocks stacked along the hidden
-axis (width ``gates * hidden``), in one order stated where they are built.
+Vanilla RNN: ``h_t = act(x_t @ w_ih + b_ih + h_{t-1} @ w_hh + b_hh)`` with ``w_ih`` of shape
+(input, hidden), ``w_hh`` (hidden, hidden), ``b_ih`` and ``b_hh`` (hidden,). An LSTM (4 gates)
+or a GRU (3 gates) keeps the same four arrays with its gate blocks stacked along the last axis
+(width ``gates * hidden``) in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), with the formulas
+:mod:`rnnbench.gates` states. Keeping PyTorch's and ONNX's two biases makes their round trips
+exact; a one-bias library receives their sum (exact for every cell except the reset-after
+GRU, whose recurrent candidate bias sits inside the reset gate, so Keras keeps both).
 """
 
 from __future__ import annotations
@@ -231,45 +232,62 @@ class RNNWeights:
     # --- library layouts (pure NumPy; see rnnbench/layouts.py) ----------------------------
     @classmethod
     def from_torch(cls, module_or_state_dict: Any, **kwargs: Any) -> RNNWeights:
-        """From a ``torch.nn.RNN`` or its state dict (tensors or arrays). See
-        :func:`rnnbench.layouts.from_torch` for the keywords."""
+        """From a ``torch.nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` or its state dict (tensors or
+        arrays); the cell is read off ``weight_hh_l0`` (G*H, H). Keywords ``nonlinearity``,
+        ``prefix``, ``spec``, ``cell``: see :func:`rnnbench.layouts.from_torch`. Projections
+        (``proj_size`` > 0) are refused. Exact."""
         return cls._from_layout(*layouts.from_torch(module_or_state_dict, **kwargs))
 
     @classmethod
     def from_keras(cls, layer_or_weights: Any, **kwargs: Any) -> RNNWeights:
-        """From a Keras ``SimpleRNN``, a ``Bidirectional`` wrapper, a model or ``get_weights()``
-        lists. The one Keras bias goes to ``b_ih``; ``b_hh`` is zero."""
+        """From a Keras ``SimpleRNN`` / ``LSTM`` / ``GRU``, a ``Bidirectional`` wrapper, a model
+        or ``get_weights()`` lists (keywords ``nonlinearity``, ``bidirectional``, ``cell``,
+        ``reset_after``: see :func:`rnnbench.layouts.from_keras`). The one Keras bias goes to
+        ``b_ih`` (``b_hh`` zero); a reset-after GRU's (2, 3H) bias to ``b_ih`` and ``b_hh``."""
         return cls._from_layout(*layouts.from_keras(layer_or_weights, **kwargs))
 
     @classmethod
     def from_tf1(cls, kernel: Any, bias: Any = None, **kwargs: Any) -> RNNWeights:
-        """From TF1 ``BasicRNNCell`` weights: a concatenated kernel (I+H, H) and bias (H,), or the
-        per-layer structure :meth:`to_tf1` returns. The bias goes to ``b_ih``; ``b_hh`` is zero."""
+        """From TF1 cell weights: ``(kernel (I+H, G*H), bias)`` of a ``BasicRNNCell`` (or, with
+        ``cell="lstm"``, an ``LSTMCell``, whose ``forget_bias=`` (default 1.0) is added to the
+        forget-gate bias), a ``GRUCell`` dict (a reset-before GRU), or the per-layer structure
+        :meth:`to_tf1` returns. See :func:`rnnbench.layouts.from_tf1`. The bias goes to
+        ``b_ih``; ``b_hh`` is zero."""
         return cls._from_layout(*layouts.from_tf1(kernel, bias, **kwargs))
 
     @classmethod
     def from_onnx(cls, W: Any, R: Any = None, B: Any = None, **kwargs: Any) -> RNNWeights:
-        """From the ONNX ``RNN`` operator's W (dirs, H, I), R (dirs, H, H), B (dirs, 2H), or a
-        list of such triples, one per layer."""
+        """From the ONNX ``RNN`` / ``LSTM`` / ``GRU`` operator's W (dirs, G*H, I), R (dirs, G*H,
+        H), B (dirs, 2*G*H), or a list of such triples, one per layer. A GRU needs the node's
+        ``linear_before_reset=`` (ONNX's default 0 is the reset-before GRU); non-zero peepholes
+        ``P=`` are refused. See :func:`rnnbench.layouts.from_onnx`. Exact."""
         return cls._from_layout(*layouts.from_onnx(W, R, B, **kwargs))
 
     def to_torch(self) -> dict[str, np.ndarray]:
-        """The state dict ``torch.nn.RNN`` holds, as NumPy arrays (exact)."""
+        """The state dict ``torch.nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` holds, as NumPy arrays
+        (exact). A reset-before GRU raises LayoutError: ``nn.GRU`` applies the reset gate after
+        the recurrent product only."""
         return layouts.to_torch(self)
 
     def to_keras(self) -> Any:
         """``get_weights()`` of the Keras layer (of its Bidirectional wrapper); a list per layer
-        when stacked. Sums the two biases into Keras' one (exact only if ``b_hh`` is zero)."""
+        when stacked. Sums the two biases into Keras' one (exact only if ``b_hh`` is zero),
+        except for a reset-after GRU, whose (2, 3H) bias keeps both (exact)."""
         return layouts.to_keras(self)
 
-    def to_tf1(self) -> Any:
-        """TF1 ``(kernel, bias)`` (a pair per direction; a list per layer when stacked). Sums the
-        two biases into TF1's one (exact only if ``b_hh`` is zero)."""
-        return layouts.to_tf1(self)
+    def to_tf1(self, *, forget_bias: float = 1.0) -> Any:
+        """TF1 cell weights, one entry per direction (a pair of directions for a bidirectional
+        layer; a list per layer when stacked): ``(kernel, bias)`` for a ``BasicRNNCell`` or an
+        ``LSTMCell`` built with ``forget_bias`` (subtracted from the stored forget-gate bias,
+        since TF1 adds it at run time), a ``GRUCell`` dict for a reset-before GRU. A reset-after
+        GRU raises LayoutError. Sums the two biases into TF1's one (exact only if ``b_hh`` is
+        zero). See :func:`rnnbench.layouts.to_tf1`."""
+        return layouts.to_tf1(self, forget_bias=forget_bias)
 
     def to_onnx(self) -> Any:
         """ONNX ``(W, R, B)`` with a leading direction axis (exact); a list per layer when
-        stacked."""
+        stacked. The node attributes (GRU ``linear_before_reset`` included) are
+        :func:`rnnbench.layouts.onnx_attributes`."""
         return layouts.to_onnx(self)
 
     # --- files ---------------------------------------------------------------------------

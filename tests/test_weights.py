@@ -129,3 +129,39 @@ def test_file_without_a_spec(tmp_path: Path) -> None:
     np.savez(path, kernel=np.zeros((2, 2)))
     with pytest.raises(rb.WeightFileError, match="holds no rnnbench spec"):
         rb.RNNWeights.load(path)
+
+
+# --- the library-layout wrappers pass their keywords through (layouts.py is tested in
+# test_layouts.py) ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spec",
+    [
+        rb.RNNSpec(3, 4, cell="lstm", num_layers=2),
+        rb.RNNSpec(3, 4, cell="gru", bidirectional=True),
+        rb.RNNSpec(3, 4, cell="gru", reset_after=False),
+    ],
+    ids=lambda s: s.describe(),
+)
+def test_gated_weights_are_gates_times_hidden_wide(spec: rb.RNNSpec) -> None:
+    w = rb.RNNWeights.random(spec, seed=1)
+    gh = spec.gates * spec.hidden_size
+    for k, _, dw in w.iter_directions():
+        assert dw.w_ih.shape == (spec.layer_input_size(k), gh)
+        assert dw.w_hh.shape == (spec.hidden_size, gh)
+        assert dw.b_ih.shape == dw.b_hh.shape == (gh,)
+
+
+def test_wrappers_pass_their_keywords() -> None:
+    spec = rb.RNNSpec(3, 4, cell="lstm")
+    w = rb.RNNWeights.random(spec, seed=2, dtype="float64")
+    kernel, bias = w.to_tf1(forget_bias=0.0)
+    shifted = w.to_tf1(forget_bias=2.0)[1]
+    np.testing.assert_allclose(bias - shifted, np.r_[np.zeros(8), 2 * np.ones(4), np.zeros(4)])
+    back = rb.RNNWeights.from_tf1(kernel, bias, cell="lstm", forget_bias=0.0)
+    assert back.spec == spec
+    with pytest.raises(rb.LayoutError, match="cell='gru'"):
+        rb.RNNWeights.from_keras(w.to_keras(), cell="gru")
+    gru = rb.RNNWeights.random(rb.RNNSpec(3, 4, cell="gru"), seed=2)
+    W, R, B = gru.to_onnx()
+    assert rb.RNNWeights.from_onnx(W, R, B, linear_before_reset=1).equals(gru)
+    assert rb.RNNWeights.from_torch(gru.to_torch(), cell="gru").equals(gru)
