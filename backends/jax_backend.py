@@ -1,10 +1,15 @@
-"""The JAX backend: the recurrence as ``jax.lax.scan`` under ``jax.jit``.
+"""The JAX backend: the recurrence as ``jax.lax.scan`` under ``jax.jit``, for every cell.
 
-Per layer and direction, the input projection of every step is one matrix product before the
-scan, so the scan body holds only ``h @ w_hh``; the reverse direction is the same scan with
-``reverse=True`` (its outputs stay aligned with the input's time axis, its final carry is the
-state after step 0, as torch's ``h_n`` holds it). Layer k > 0 reads both directions of layer
-k - 1, concatenated. Every product runs at ``Precision.HIGHEST``, so no TF32 on a GPU.
+Per layer and direction, the input projection of every step (``x @ w_ih`` plus every bias that
+sits outside the recurrence) is one matrix product before the scan, so the scan body holds only
+the recurrent products and the gate arithmetic of :mod:`rnnbench.gates`: ``h @ w_hh`` for the
+vanilla RNN and the LSTM (whose carry is the tuple ``(h, c)``); for a reset-after GRU
+``h @ w_hh`` with the ``n`` block of ``b_hh`` kept inside the reset gate; for a reset-before GRU
+``h @ w_hh_rz`` and then ``(r * h) @ w_hh_n``, two products per step, the second waiting on the
+reset gate. The reverse direction is the same scan with ``reverse=True`` (its outputs stay
+aligned with the input's time axis, its final carry is the state after step 0, as torch's
+``h_n`` holds it). Layer k > 0 reads both directions of layer k - 1, concatenated. Every product
+runs at ``Precision.HIGHEST``, so no TF32 on a GPU.
 
 Variants set scan's ``unroll`` (1, 4, 16). float64 needs JAX's x64 mode; the cell enables it
 with the ``jax.enable_x64`` context manager around placing, tracing, compiling and running,
@@ -16,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,48 +29,138 @@ import numpy as np
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendUnavailableError
 from rnnbench.spec import RNNSpec
-from rnnbench.weights import RNNWeights
+from rnnbench.state import State
+from rnnbench.weights import DirectionWeights, RNNWeights
 
 UNROLL = {"scan": 1, "scan-unroll4": 4, "scan-unroll16": 16}
+
+# (carry, projected input of one step) -> (new carry, output of the step); the carry is a tuple
+# in spec.state_names order, (h,) or (h, c).
+Step = Callable[[tuple[Any, ...], Any], tuple[tuple[Any, ...], Any]]
+
+
+def direction_params(spec: RNNSpec, dw: DirectionWeights) -> tuple[np.ndarray, ...]:
+    """One layer and direction as the scan uses it: ``(w_ih, hoisted bias, *recurrent)``.
+
+    The hoisted bias is added to the input projection before the scan; ``recurrent`` is what the
+    step function needs: ``(w_hh,)`` for the RNN and LSTM, ``(w_hh, b_hh_n)`` for a reset-after
+    GRU, ``(w_hh_rz, w_hh_n)`` for a reset-before GRU."""
+    if spec.cell != "gru":
+        return (dw.w_ih, dw.bias, dw.w_hh)
+    two = 2 * spec.hidden_size
+    if spec.reset_after:
+        # The n block of b_hh is multiplied by the reset gate, so it stays in the loop; the r and
+        # z blocks of b_hh are plain sums, and join b_ih in the hoisted product.
+        hoisted = dw.b_ih.copy()
+        hoisted[:two] += dw.b_hh[:two]
+        return (dw.w_ih, hoisted, dw.w_hh, dw.b_hh[two:])
+    # Reset-before: every bias is outside the reset gate. w_hh is split on the host, once, so the
+    # step runs two whole products rather than slicing a weight every step.
+    return (dw.w_ih, dw.bias, dw.w_hh[:, :two], dw.w_hh[:, two:])
+
+
+def _step_function(spec: RNNSpec, recurrent: tuple[Any, ...]) -> Step:
+    """The scan body of one layer and direction (formulas of :mod:`rnnbench.gates`)."""
+    import jax
+    import jax.numpy as jnp
+
+    highest = jax.lax.Precision.HIGHEST
+    sigmoid = jax.nn.sigmoid
+
+    def mm(a: Any, b: Any) -> Any:
+        return jnp.matmul(a, b, precision=highest)
+
+    if spec.cell == "lstm":
+        (w_hh,) = recurrent
+
+        def lstm_step(carry: tuple[Any, ...], p: Any) -> tuple[tuple[Any, ...], Any]:
+            h, c = carry
+            i, f, g, o = jnp.split(p + mm(h, w_hh), 4, axis=-1)
+            c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(g)
+            h = sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+
+        return lstm_step
+
+    if spec.cell == "gru":
+        hidden = spec.hidden_size
+        two = 2 * hidden
+        if spec.reset_after:
+            w_hh, b_hn = recurrent
+
+            def after_step(carry: tuple[Any, ...], p: Any) -> tuple[tuple[Any, ...], Any]:
+                h = carry[0]
+                hh = mm(h, w_hh)
+                r = sigmoid(p[..., :hidden] + hh[..., :hidden])
+                z = sigmoid(p[..., hidden:two] + hh[..., hidden:two])
+                n = jnp.tanh(p[..., two:] + r * (hh[..., two:] + b_hn))
+                h = (1 - z) * n + z * h
+                return (h,), h
+
+            return after_step
+
+        w_rz, w_n = recurrent
+
+        def before_step(carry: tuple[Any, ...], p: Any) -> tuple[tuple[Any, ...], Any]:
+            h = carry[0]
+            r, z = jnp.split(sigmoid(p[..., :two] + mm(h, w_rz)), 2, axis=-1)
+            n = jnp.tanh(p[..., two:] + mm(r * h, w_n))
+            h = (1 - z) * n + z * h
+            return (h,), h
+
+        return before_step
+
+    (w_hh,) = recurrent
+    act = jnp.tanh if spec.nonlinearity == "tanh" else jax.nn.relu
+
+    def rnn_step(carry: tuple[Any, ...], p: Any) -> tuple[tuple[Any, ...], Any]:
+        h = act(p + mm(carry[0], w_hh))
+        return (h,), h
+
+    return rnn_step
 
 
 def _rnn_forward(
     params: Any, x: Any, h0: Any, *, spec: RNNSpec, unroll: int, on_trace: Any = None
-) -> tuple[Any, Any]:
-    """The stacked (bidirectional) RNN. params: per layer, per direction (w_ih, w_hh, bias) with
-    bias = b_ih + b_hh; x (batch, time, input); h0 (layers*dirs, batch, hidden)."""
+) -> tuple[Any, tuple[Any, ...]]:
+    """The stacked (bidirectional) layer of any cell. params: per layer, per direction, the
+    tuple of :func:`direction_params`; x (batch, time, input); h0 a tuple in
+    ``spec.state_names`` order, each (layers*dirs, batch, hidden). Returns y and the final
+    states as such a tuple."""
     import jax
     import jax.numpy as jnp
 
     if on_trace is not None:
         on_trace()  # runs while tracing only: counts how often jit traces
     highest = jax.lax.Precision.HIGHEST
-    act = jnp.tanh if spec.nonlinearity == "tanh" else jax.nn.relu
     batch, steps, _ = x.shape
     layer_input = jnp.swapaxes(x, 0, 1)  # time-major (time, batch, features) for scan
     finals = []
     for k, row in enumerate(params):
         outputs = []
-        for d, (w_ih, w_hh, bias) in enumerate(row):
-            # One GEMM for all steps: (time*batch, in) @ (in, hidden).
+        for d, (w_ih, bias, *recurrent) in enumerate(row):
+            # One GEMM for all steps: (time*batch, in) @ (in, G*hidden).
             flat = layer_input.reshape(steps * batch, layer_input.shape[-1])
             proj = (jnp.matmul(flat, w_ih, precision=highest) + bias).reshape(steps, batch, -1)
-
-            def step(h: Any, p: Any, w_hh: Any = w_hh) -> tuple[Any, Any]:
-                h = act(p + jnp.matmul(h, w_hh, precision=highest))
-                return h, h
-
-            h_last, out = jax.lax.scan(
-                step, h0[k * spec.num_directions + d], proj, reverse=d == 1, unroll=unroll
+            index = k * spec.num_directions + d
+            carry = tuple(s[index] for s in h0)
+            last, out = jax.lax.scan(
+                _step_function(spec, tuple(recurrent)),
+                carry,
+                proj,
+                reverse=d == 1,
+                unroll=unroll,
             )
             outputs.append(out)
-            finals.append(h_last)
+            finals.append(last)
         layer_input = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
-    return jnp.swapaxes(layer_input, 0, 1), jnp.stack(finals)
+    states = tuple(jnp.stack([f[i] for f in finals]) for i in range(len(spec.state_names)))
+    return jnp.swapaxes(layer_input, 0, 1), states
 
 
 class JaxCell(BaseCell):
-    """``lax.scan`` under ``jax.jit`` on ``device`` ("cpu" or "cuda"), float32 or float64."""
+    """``lax.scan`` under ``jax.jit`` on ``device`` ("cpu" or "cuda"), float32 or float64, for
+    the RNN, the LSTM and both GRU formulas."""
 
     name = "jax"
     distribution = "jax"
@@ -116,7 +211,7 @@ class JaxCell(BaseCell):
     def _load(self, weights: RNNWeights) -> None:
         jax = self._jax
         spec = weights.spec
-        host = tuple(tuple((dw.w_ih, dw.w_hh, dw.bias) for dw in row) for row in weights.layers)
+        host = tuple(tuple(direction_params(spec, dw) for dw in row) for row in weights.layers)
         with self._scope():
             self._params = jax.device_put(host, self._device)
         forward = functools.partial(
@@ -127,7 +222,7 @@ class JaxCell(BaseCell):
             self._jitted = jax.jit(forward)
 
     # --- running -------------------------------------------------------------------------
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
         xs, hs = self.check_inputs(x, h0)
         if hs is None:
             hs = self.zeros_state(xs.shape[0])
@@ -139,7 +234,7 @@ class JaxCell(BaseCell):
     @staticmethod
     def _signature(prepared: Any) -> tuple[Any, ...]:
         x, h0 = prepared
-        return (x.shape, str(x.dtype), h0.shape)
+        return (x.shape, str(x.dtype), tuple(s.shape for s in h0))
 
     def compile(self, prepared: Any) -> float:
         """Trace and compile ahead of time (``lower().compile()``) for ``prepared``'s shapes and
@@ -171,9 +266,9 @@ class JaxCell(BaseCell):
     def synchronize(self, result: Any) -> None:
         self._jax.block_until_ready(result)
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        y, h_n = result
-        return np.asarray(y), np.asarray(h_n)
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]:
+        y, states = result
+        return np.asarray(y), self.public_state(tuple(np.asarray(s) for s in states))
 
     # --- reporting -----------------------------------------------------------------------
     def path(self) -> str:

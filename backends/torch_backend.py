@@ -1,13 +1,20 @@
-"""The PyTorch backend: the eager ``torch.nn.RNN`` users write, batch-first, in inference mode.
+"""The PyTorch backend: the eager ``torch.nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` users write,
+batch-first, in inference mode.
 
-On CPU, ``nn.RNN`` dispatches to ATen's fused ``rnn_tanh`` / ``rnn_relu`` op, whose C++ loop
-hoists the input projection into one GEMM and runs one ``addmm`` per step for the recurrence; on
-CUDA it dispatches to cuDNN (``_cudnn_rnn``). ``path()`` says which of the two ran.
+On CPU each module dispatches to one fused ATen op (``rnn_tanh``, ``rnn_relu``, ``lstm``,
+``gru``) whose C++ loop hoists the input projection into one GEMM and runs one ``addmm`` per
+step for the recurrence. A float32 LSTM goes one level further when torch is built with oneDNN:
+``aten::lstm`` hands each layer and direction to oneDNN's fused LSTM (``mkldnn_rnn_layer``). On
+CUDA every cell dispatches to cuDNN (``_cudnn_rnn``). ``path()`` says which of these ran.
 
-cuDNN runs float32 RNNs in TF32 on Ampere and later unless told not to. The cell takes
+``nn.GRU`` applies the reset gate after the recurrent product (``r * (h @ w_hh_n + b_hh_n)``),
+so a reset-before GRU spec is refused rather than computed with the wrong formula.
+
+cuDNN runs float32 RNNs in TF32 on Ampere and later unless told not to, and oneDNN's RNN
+follows the generic fp32 precision (which a user may set to TF32 or bf16). The cell takes
 ``allow_tf32`` (False by default, as equivalence needs) and applies it only around its own
-forward, through ``torch.backends.cudnn.flags``, so that the process-wide setting is left as the
-user had it.
+forward, through ``torch.backends.cudnn.flags`` and oneDNN's RNN precision, so that the
+process-wide settings are left as the user had them.
 """
 
 from __future__ import annotations
@@ -20,11 +27,16 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendUnavailableError
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
+
+# The fused ATen op each cell's module calls on CPU (before any cuDNN or oneDNN dispatch).
+ATEN_OPS = {"lstm": "lstm", "gru": "gru"}
 
 
 class TorchCell(BaseCell):
-    """``torch.nn.RNN(batch_first=True)`` on ``device`` ("cpu" or "cuda"), float32 or float64."""
+    """``torch.nn.RNN`` / ``LSTM`` / ``GRU(batch_first=True)`` on ``device`` ("cpu" or "cuda"),
+    float32 or float64."""
 
     name = "torch"
     distribution = "torch"
@@ -59,19 +71,33 @@ class TorchCell(BaseCell):
     def _load(self, weights: RNNWeights) -> None:
         torch = self._torch
         spec = weights.spec
+        if spec.cell == "gru" and spec.reset_after is False:
+            self.refuse_spec(
+                spec,
+                "torch.nn.GRU applies the reset gate after the recurrent product "
+                "(r * (h @ w_hh_n + b_hh_n)), while this GRU applies it before "
+                "((r * h) @ w_hh_n), and no nn.GRU weights reproduce that formula",
+                "run it on keras (GRU(reset_after=False)), tf1 (GRUCell), jax or numpy; or use "
+                "a reset-after GRU (reset_after=True), the formula nn.GRU computes",
+            )
+        common = {
+            "input_size": spec.input_size,
+            "hidden_size": spec.hidden_size,
+            "num_layers": spec.num_layers,
+            "bias": spec.bias,
+            "batch_first": True,
+            "bidirectional": spec.bidirectional,
+            "device": "meta",
+            "dtype": self._torch_dtype,
+        }
         # Built on the meta device, then given empty storage: no random init is drawn from the
         # user's RNG state, and every parameter is overwritten by load_state_dict(strict=True).
-        module = torch.nn.RNN(
-            input_size=spec.input_size,
-            hidden_size=spec.hidden_size,
-            num_layers=spec.num_layers,
-            nonlinearity=spec.nonlinearity,
-            bias=spec.bias,
-            batch_first=True,
-            bidirectional=spec.bidirectional,
-            device="meta",
-            dtype=self._torch_dtype,
-        )
+        if spec.cell == "lstm":
+            module = torch.nn.LSTM(**common)
+        elif spec.cell == "gru":
+            module = torch.nn.GRU(**common)
+        else:
+            module = torch.nn.RNN(nonlinearity=spec.nonlinearity, **common)
         module = module.to_empty(device=self._device)
         state = {
             key: torch.from_numpy(np.array(value, dtype=self.dtype))
@@ -86,7 +112,8 @@ class TorchCell(BaseCell):
     # --- running -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _scope(self) -> Iterator[None]:
-        """Inference mode, plus this cell's TF32 choice for cuDNN for the duration only."""
+        """Inference mode, plus this cell's TF32 choice for cuDNN and oneDNN for the duration
+        only."""
         torch = self._torch
         cudnn = torch.backends.cudnn
         # flags() resets every flag it is not given, so the current ones are passed through.
@@ -102,14 +129,35 @@ class TorchCell(BaseCell):
                 allow_tf32=self.allow_tf32,
                 fp32_precision=cudnn.fp32_precision if self.allow_tf32 else "ieee",
             ),
+            self._onednn_rnn_precision(),
         ):
             yield
 
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
+    @contextlib.contextmanager
+    def _onednn_rnn_precision(self) -> Iterator[None]:
+        """oneDNN's RNN (the CPU float32 LSTM) inherits a generic fp32 precision of "tf32" or
+        "bf16" when a user sets one; with TF32 off it is pinned to IEEE float32 for the run."""
+        # The module's type stubs list only its older flags, not the per-op precision objects.
+        rnn = self._torch.backends.mkldnn.rnn  # type: ignore[attr-defined]
+        if self.allow_tf32:
+            yield
+            return
+        before = rnn.fp32_precision
+        rnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            rnn.fp32_precision = before
+
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
         xs, hs = self.check_inputs(x, h0)
         torch = self._torch
         x_t = torch.from_numpy(xs).to(self._device)
-        h_t = None if hs is None else torch.from_numpy(hs).to(self._device)
+        h_t: Any = None
+        if hs is not None:
+            states = tuple(torch.from_numpy(s).to(self._device) for s in hs)
+            # nn.LSTM takes the pair (h0, c0); nn.RNN and nn.GRU take h0 alone.
+            h_t = states if self.spec.cell == "lstm" else states[0]
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)  # the copies are not part of a timed run
         return x_t, h_t
@@ -123,9 +171,13 @@ class TorchCell(BaseCell):
         if self._device.type == "cuda":
             self._torch.cuda.synchronize(self._device)
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
-        y, h_n = result
-        return y.detach().cpu().numpy(), h_n.detach().cpu().numpy()
+    def fetch(self, result: Any) -> tuple[np.ndarray, State]:
+        y, final = result
+        # nn.LSTM returns (h_n, c_n); nn.RNN and nn.GRU return h_n alone.
+        states = final if isinstance(final, tuple) else (final,)
+        return y.detach().cpu().numpy(), self.public_state(
+            tuple(s.detach().cpu().numpy() for s in states)
+        )
 
     # --- reporting -----------------------------------------------------------------------
     def _uses_cudnn(self) -> bool:
@@ -135,11 +187,30 @@ class TorchCell(BaseCell):
         probe = torch.empty(0, dtype=self._torch_dtype, device=self._device)
         return bool(torch.backends.cudnn.enabled and torch.backends.cudnn.is_acceptable(probe))
 
+    def _uses_onednn(self, op: str) -> bool:
+        """ATen's CPU lstm hands float32 to oneDNN when torch is built with it and it is on."""
+        mkldnn = self._torch.backends.mkldnn
+        return (
+            op == "lstm"
+            and self._device.type == "cpu"
+            and self.dtype == np.float32
+            and bool(mkldnn.is_available() and mkldnn.enabled)
+        )
+
+    def aten_op(self) -> str:
+        """The fused ATen op the loaded module calls: rnn_tanh, rnn_relu, lstm or gru."""
+        spec = self._spec
+        if spec is not None and spec.cell in ATEN_OPS:
+            return ATEN_OPS[spec.cell]
+        return "rnn_relu" if spec and spec.nonlinearity == "relu" else "rnn_tanh"
+
     def path(self) -> str:
-        op = "rnn_relu" if self._spec and self._spec.nonlinearity == "relu" else "rnn_tanh"
+        op = self.aten_op()
         if self._uses_cudnn():
             tf32 = "TF32 allowed" if self.allow_tf32 else "TF32 off"
             return f"cudnn (aten::{op} -> _cudnn_rnn, {tf32})"
+        if self._uses_onednn(op):
+            return f"onednn (aten::{op} -> mkldnn_rnn_layer, cpu)"
         return f"aten fused {op} ({self._device.type})"
 
     def info(self) -> dict[str, Any]:

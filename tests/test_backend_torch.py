@@ -1,5 +1,6 @@
-"""The PyTorch backend: against the float64 reference, the fused op it dispatches to, its scoped
-TF32 setting, and its errors. CUDA parts skip on machines without a GPU."""
+"""The PyTorch backend: every cell against the float64 reference, the fused op each dispatches
+to, the reset-before GRU it refuses, its scoped TF32 setting, and its errors. CUDA parts skip on
+machines without a GPU."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reference_cases import CASES, check_against_reference
+from reference_cases import CELL_CASES, case, cast_state, check_against_reference
 
 import rnnbench as rb
 from rnnbench.tolerances import SEED_ATOL
@@ -17,10 +18,87 @@ HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible to torch here")
 
 
+# Every case nn.RNN / nn.LSTM / nn.GRU can compute: all but the reset-before GRU.
+COMPUTED = [
+    name for cell, names in CELL_CASES.items() if cell != "gru(reset-before)" for name in names
+]
+REFUSED = list(CELL_CASES["gru(reset-before)"])
+# One spec per fused op, for the dispatch tests: (ATen op, spec).
+OP_SPECS = {
+    "rnn_tanh": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True),
+    "rnn_relu": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, nonlinearity="relu"),
+    "lstm": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="lstm"),
+    "gru": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="gru"),
+}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", COMPUTED)
 def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
     check_against_reference(cells.get("torch", dtype), name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", REFUSED)
+def test_refuses_the_reset_before_gru(cells: Any, name: str, dtype: str) -> None:
+    """nn.GRU has only the reset-after formula: a reset-before spec is refused at load with the
+    reason and where it does run, never computed with the other formula."""
+    cell = cells.get("torch", dtype)
+    weights, _, _ = case(name)
+    with pytest.raises(rb.BackendUnavailableError) as info:
+        cell.load(weights.astype(dtype))
+    message = str(info.value)
+    assert "cannot compute GRU(RESET-BEFORE)" in message
+    assert "reset gate after the recurrent product" in message
+    hint = message.split("Hint:")[1]
+    for other in ("keras", "GRU(reset_after=False)", "tf1", "jax", "numpy"):
+        assert other in hint
+    # The refusal leaves the cell usable for a spec it can compute.
+    check_against_reference(cell, "gru-1layer")
+
+
+def test_compare_skips_the_reset_before_gru() -> None:
+    weights, x, h0 = case(REFUSED[0])
+    result = rb.compare(weights, x, h0, backends=["torch"], dtypes=("float32", "float64"))
+    assert [(r.dtype, r.status) for r in result.rows] == [
+        ("float32", "skipped"),
+        ("float64", "skipped"),
+    ]
+    for row in result.rows:
+        assert "reset gate after the recurrent product" in (row.reason or "")
+        assert "Hint" not in (row.reason or "")
+    assert result.passed  # a skip is listed, not a failure
+
+
+def test_compare_passes_the_reset_after_gru_and_lstm() -> None:
+    for name in ("gru-2layer-bidir-h0", "lstm-2layer-bidir-h0c0"):
+        weights, x, h0 = case(name)
+        result = rb.compare(weights, x, h0, backends=["torch"], dtypes=("float32", "float64"))
+        assert [r.status for r in result.rows] == ["pass", "pass"], result.table()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_takes_h0_and_c0(cells: Any, dtype: str) -> None:
+    """The pair (h0, c0) goes in and (h_n, c_n) comes out, as nn.LSTM has them; c0 is used (a
+    zero c0 gives other values), and h_n is the last output of the last layer."""
+    cell = cells.get("torch", dtype)
+    weights, x, (h0, c0) = case("lstm-2layer-bidir-h0c0")
+    cell.load(weights.astype(dtype))
+    y, state = cell.forward(x.astype(dtype), cast_state((h0, c0), dtype))
+    assert isinstance(state, tuple) and len(state) == 2
+    h_n, c_n = state
+    ref_y, (ref_h, ref_c) = rb.reference_forward(weights, x, (h0, c0))
+    atol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref_y, atol=atol, rtol=0)
+    np.testing.assert_allclose(c_n, ref_c, atol=atol, rtol=0)
+    np.testing.assert_allclose(h_n, ref_h, atol=atol, rtol=0)
+    hidden = weights.spec.hidden_size
+    np.testing.assert_array_equal(h_n[2], y[:, -1, :hidden])  # last layer, forward direction
+    np.testing.assert_array_equal(h_n[3], y[:, 0, hidden:])  # last layer, backward direction
+    y_zero_c, _ = cell.forward(x.astype(dtype), cast_state((h0, np.zeros_like(c0)), dtype))
+    assert np.abs(y_zero_c - y).max() > 1e-3
+    with pytest.raises(rb.ShapeError, match=r"\(h0, c0\)"):
+        cell.forward(x.astype(dtype), h0.astype(dtype))
 
 
 def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeights) -> None:
@@ -40,34 +118,46 @@ def _profile(cell: Any, steps: int) -> list[Any]:
     return list(prof.events())
 
 
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_dispatches_one_fused_rnn_op(cells: Any, nonlinearity: str) -> None:
-    """nn.RNN runs ATen's fused op: one rnn_tanh/rnn_relu call is the only top-level op, and every
-    matrix product and activation happens inside it (ATen's C++ step loop), none in Python.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", list(OP_SPECS))
+def test_dispatches_one_fused_op(cells: Any, op: str, dtype: str) -> None:
+    """Each module runs ATen's fused op: one rnn_tanh / rnn_relu / lstm / gru call is the only
+    top-level op, and every matrix product and activation happens inside it (ATen's C++ step
+    loop, or oneDNN's), none in Python.
 
     On CPU the fused op itself does one addmm per step for h @ w_hh (the input projection of all
     steps is hoisted into one product), so the nested count grows with T; what must not grow is
-    the number of top-level ops."""
-    cell = cells.get("torch", "float32")
-    spec = rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, nonlinearity=nonlinearity)
+    the number of top-level ops. A float32 LSTM goes on to oneDNN: one mkldnn_rnn_layer per layer
+    and direction, nested in aten::lstm, and no addmm at all."""
+    cell = cells.get("torch", dtype)
+    spec = OP_SPECS[op]
     cell.load(rb.RNNWeights.random(spec, seed=0))
-    op = f"aten::rnn_{nonlinearity}"
+    onednn = op == "lstm" and dtype == "float32" and torch.backends.mkldnn.is_available()
+    aten = f"aten::{op}"
     top_level = {}
     for steps in (4, 16):
         events = _profile(cell, steps)
-        fused = [e for e in events if e.name == op]
+        fused = [e for e in events if e.name == aten]
         assert len(fused) == 1, [e.name for e in events]
         roots = [e for e in events if e.cpu_parent is None and e.name != "aten::zeros"]
-        assert [e.name for e in roots] == [op]
-        products = [e for e in events if e.name in ("aten::mm", "aten::addmm", "aten::bmm")]
-        assert products, "expected the fused op's matrix products to be recorded"
-        for event in products:
+        assert [e.name for e in roots] == [aten]
+        kernels = ("aten::mkldnn_rnn_layer",) if onednn else ("aten::mm", "aten::addmm")
+        nested = [e for e in events if e.name in (*kernels, "aten::bmm")]
+        assert nested, f"expected the fused op's {kernels} to be recorded"
+        if onednn:
+            layers = spec.num_layers * spec.num_directions
+            assert [e.name for e in nested] == ["aten::mkldnn_rnn_layer"] * layers
+            assert not [e for e in events if e.name in ("aten::mm", "aten::addmm")]
+        for event in nested:
             while event.cpu_parent is not None:
                 event = event.cpu_parent
-            assert event.name == op  # nested inside the fused op, not called from Python
+            assert event.name == aten  # nested inside the fused op, not called from Python
         top_level[steps] = len(roots)
     assert top_level[4] == top_level[16] == 1
-    assert cell.info()["path"] == f"aten fused rnn_{nonlinearity} (cpu)"
+    expected = (
+        f"onednn (aten::{op} -> mkldnn_rnn_layer, cpu)" if onednn else f"aten fused {op} (cpu)"
+    )
+    assert cell.info()["path"] == expected
 
 
 def test_info_records_threads_and_tf32(cells: Any) -> None:
@@ -99,6 +189,20 @@ def test_tf32_choice_is_scoped_to_the_run(cells: Any) -> None:
         cudnn.benchmark = old_benchmark
 
 
+def test_onednn_rnn_precision_is_ieee_for_the_run_only(cells: Any) -> None:
+    """oneDNN's RNN (the float32 LSTM on CPU) would follow a user's bf16 choice; the cell pins it
+    to IEEE float32 inside its scope and puts the user's setting back after."""
+    rnn = torch.backends.mkldnn.rnn
+    before = rnn.fp32_precision
+    rnn.fp32_precision = "bf16"
+    try:
+        with cells.get("torch", "float32")._scope():
+            assert rnn.fp32_precision == "ieee"
+        assert rnn.fp32_precision == "bf16"
+    finally:
+        rnn.fp32_precision = before
+
+
 def test_allow_tf32_keyword() -> None:
     from rnnbench.backends.torch_backend import TorchCell
 
@@ -126,6 +230,17 @@ def test_prepare_and_run_stay_tensors(cells: Any) -> None:
     assert tuple(h_n.shape) == (2, 1, 3)
 
 
+def test_lstm_prepare_and_run_carry_the_pair(cells: Any) -> None:
+    cell = cells.get("torch", "float64")
+    cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, bidirectional=True, cell="lstm"), seed=0))
+    state = (np.full((2, 1, 3), 0.1), np.full((2, 1, 3), 0.2))
+    x_t, (h0_t, c0_t) = cell.prepare(np.zeros((1, 5, 2)), state)
+    assert isinstance(c0_t, torch.Tensor) and float(c0_t[0, 0, 0]) == 0.2
+    y, (h_n, c_n) = cell.run((x_t, (h0_t, c0_t)))
+    assert tuple(y.shape) == (1, 5, 6)
+    assert tuple(h_n.shape) == tuple(c_n.shape) == (2, 1, 3)
+
+
 def test_bad_input_shape(cells: Any) -> None:
     cell = cells.get("torch", "float32")
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3), seed=0))
@@ -143,18 +258,30 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cuda_matches_reference_with_tf32_off(cells: Any, dtype: str) -> None:
+@pytest.mark.parametrize("name", COMPUTED)
+def test_cuda_matches_reference_with_tf32_off(cells: Any, name: str, dtype: str) -> None:
     cell = cells.get("torch", dtype, device="cuda")
-    check_against_reference(cell, "relu-2layer-bidir-h0")
+    check_against_reference(cell, name)
     assert cell.info()["path"].startswith("cudnn")
     assert cell.info()["allow_tf32"] is False
 
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_dispatches_to_cudnn(cells: Any) -> None:
+def test_cuda_refuses_the_reset_before_gru(cells: Any) -> None:
+    weights, _, _ = case(REFUSED[0])
+    with pytest.raises(rb.BackendUnavailableError, match="reset gate after"):
+        cells.get("torch", "float32", device="cuda").load(weights.astype("float32"))
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("op", list(OP_SPECS))
+def test_cuda_dispatches_to_cudnn(cells: Any, op: str) -> None:
+    """One cuDNN call for the whole stacked, bidirectional layer of every cell."""
     cell = cells.get("torch", "float32", device="cuda")
-    cell.load(rb.RNNWeights.random(rb.RNNSpec(3, 4, num_layers=2), seed=0))
+    cell.load(rb.RNNWeights.random(OP_SPECS[op], seed=0))
     names = [e.name for e in _profile(cell, 16)]
     assert names.count("aten::_cudnn_rnn") == 1, names
     assert "aten::addmm" not in names
+    assert cell.info()["path"] == f"cudnn (aten::{op} -> _cudnn_rnn, TF32 off)"
