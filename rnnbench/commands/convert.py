@@ -1,10 +1,13 @@
-"""``rnnbench convert``: RNN weights from one library's file format to another's."""
+"""``rnnbench convert``: RNN, LSTM and GRU weights from one library's file format to another's."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "convert RNN weights between file formats (torch .pt, Keras .weights.h5, ONNX, TF1, npz)"
+HELP = (
+    "convert RNN/LSTM/GRU weights between file formats (torch .pt, Keras .weights.h5, ONNX, "
+    "TF1, npz)"
+)
 
 _FORMAT_HELP = (
     "npz, safetensors (rnnbench's own, spec inside), torch (.pt state dict), keras "
@@ -34,8 +37,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nonlinearity",
         choices=("tanh", "relu"),
         default=None,
-        help="the activation, for formats that do not record it (torch, keras, tf1-*; default "
-        "tanh); must agree with formats that do",
+        help="a vanilla RNN's activation, for formats that do not record it (torch, keras, "
+        "tf1-*; default tanh); must agree with formats that do",
+    )
+    parser.add_argument(
+        "--forget-bias",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="the forget_bias a TF1 LSTMCell/BasicLSTMCell is built with, which TF1 adds to the "
+        "forget gate at run time and never stores: added to the bias when reading a TF1 LSTM, "
+        "taken out when writing one (default 1.0, TF1's default)",
+    )
+    formula = parser.add_mutually_exclusive_group()
+    formula.add_argument(
+        "--reset-after",
+        dest="reset_after",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the GRU applies its reset gate after the recurrent product (PyTorch, Keras' "
+        "default), for a file that does not say it (a Keras GRU without bias); must agree with "
+        "files that do",
+    )
+    formula.add_argument(
+        "--reset-before",
+        dest="reset_after",
+        action="store_const",
+        const=False,
+        help="the GRU applies its reset gate before the recurrent product (TF1 GRUCell, Keras "
+        "reset_after=False, ONNX linear_before_reset=0)",
     )
     parser.add_argument(
         "--prefix",
@@ -52,9 +83,17 @@ def run(args: argparse.Namespace) -> int:
     dst_fmt = args.to_format or formats.guess(args.output, reading=False)
     formats.get_format(src_fmt)
     formats.get_format(dst_fmt)
-    weights = formats.read(args.input, src_fmt, nonlinearity=args.nonlinearity, prefix=args.prefix)
-    notes = formats.write(weights, args.output, dst_fmt)
+    weights = formats.read(
+        args.input,
+        src_fmt,
+        nonlinearity=args.nonlinearity,
+        prefix=args.prefix,
+        forget_bias=args.forget_bias,
+        reset_after=args.reset_after,
+    )
+    # The read line comes first, so that a refused write still shows what the file held.
     print(f"read  {args.input} ({src_fmt}): {weights.spec.describe()}, {weights.dtype}")
+    notes = formats.write(weights, args.output, dst_fmt, forget_bias=args.forget_bias)
     print(f"wrote {args.output} ({dst_fmt})")
     for note in notes:
         print(f"note: {note}")
