@@ -1,5 +1,6 @@
-"""The Keras 3 backend: ``SimpleRNN`` layers (``Bidirectional(merge_mode="concat")`` for two
-directions) in a functional model, on whichever backend Keras was imported with.
+"""The Keras 3 backend: ``SimpleRNN``, ``LSTM`` or ``GRU`` layers
+(``Bidirectional(merge_mode="concat")`` for two directions) in a functional model, on whichever
+backend Keras was imported with.
 
 Keras reads ``KERAS_BACKEND`` once, at import, so the three registered backends ("keras" on
 TensorFlow, "keras-jax", "keras-torch") are ``isolated``: each runs in a worker process whose
@@ -11,11 +12,22 @@ Keras does for ``model.compile(jit_compile=True)``, written against the backend 
 and outputs stay on the device: ``tf.function(jit_compile=True)`` (XLA), ``jax.jit`` over
 ``model.stateless_call``; on torch, where Keras would use ``torch.compile``, no usable jit
 exists (see ``KerasTorchCell._check_variant``). Keras computes float64 only on TensorFlow.
+
+Which kernel runs the recurrence is Keras' choice, made per layer at call time: an LSTM or GRU
+layer first offers the whole sequence to its backend's fused function (``backend.lstm``,
+``backend.gru``, ``backend.bidirectional_lstm`` / ``_gru``), which either runs it (cuDNN on a GPU;
+on keras-torch a loop with the input projection hoisted out of it; on keras-jax a ``lax.scan``
+for the reset-after GRU) or raises ``NotImplementedError``, and then Keras runs its generic step
+loop (``backend.rnn``). keras-torch also drops from cuDNN to its CPU loop on any exception,
+silently. Since nothing tells the caller which one ran, :func:`install_kernel_log` wraps those
+functions and records the ones that returned; ``path()`` and ``info()["kernels"]`` report them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -61,41 +73,154 @@ def running_keras_backend() -> str:
     return running
 
 
+_LAYER_KINDS = {"rnn": "simple_rnn", "lstm": "lstm", "gru": "gru"}
+
+
+def layer_names(spec: RNNSpec) -> list[str]:
+    """The names :func:`build_model` gives its layers, one per stacked layer."""
+    prefix = "bidirectional" if spec.bidirectional else _LAYER_KINDS[spec.cell]
+    return [f"{prefix}_{k}" for k in range(spec.num_layers)]
+
+
+def _recurrent_layer(keras: Any, spec: RNNSpec, dtype: str, name: str) -> Any:
+    common: dict[str, Any] = {
+        "use_bias": spec.bias,
+        "return_sequences": True,
+        "return_state": True,
+        "dtype": dtype,
+        "name": name,
+    }
+    if spec.cell == "lstm":
+        # Default activations (tanh, sigmoid gates), which are the formula rnnbench computes.
+        return keras.layers.LSTM(spec.hidden_size, **common)
+    if spec.cell == "gru":
+        return keras.layers.GRU(spec.hidden_size, reset_after=spec.reset_after, **common)
+    return keras.layers.SimpleRNN(spec.hidden_size, activation=spec.nonlinearity, **common)
+
+
 def build_model(keras: Any, spec: RNNSpec, dtype: str) -> Any:
-    """A functional model: inputs [x, h0 per layer and direction], outputs [y, h_n] with h_n in
-    torch's (layers*dirs, batch, hidden) order. Stacked layers read the previous layer's whole
-    output, so with two directions layer k > 0 reads both, as in torch.nn.RNN."""
+    """A functional model. Inputs: x, then one input per initial state array in torch's
+    (layers*dirs) order: h0_0, h0_1, ..., and for an LSTM c0_0, c0_1, ... after them. Outputs:
+    y, h_n and (LSTM) c_n, each state stacked in torch's (layers*dirs, batch, hidden) order.
+    Stacked layers read the previous layer's whole output, so with two directions layer k > 0
+    reads both, as in torch.nn.RNN / LSTM / GRU."""
     x = keras.Input((None, spec.input_size), dtype=dtype, name="x")
     n_states = spec.num_layers * spec.num_directions
-    h0 = [keras.Input((spec.hidden_size,), dtype=dtype, name=f"h0_{i}") for i in range(n_states)]
-    y, finals = x, []
-    for k in range(spec.num_layers):
-        rnn = keras.layers.SimpleRNN(
-            spec.hidden_size,
-            activation=spec.nonlinearity,
-            use_bias=spec.bias,
-            return_sequences=True,
-            return_state=True,
-            dtype=dtype,
-            name=f"simple_rnn_{k}",
-        )
+    initial = [
+        [keras.Input((spec.hidden_size,), dtype=dtype, name=f"{s}0_{i}") for i in range(n_states)]
+        for s in spec.state_names
+    ]
+    y = x
+    finals: list[list[Any]] = [[] for _ in spec.state_names]  # state j, per layer & direction
+    for k, name in enumerate(layer_names(spec)):
         if spec.bidirectional:
-            layer = keras.layers.Bidirectional(
-                rnn, merge_mode="concat", dtype=dtype, name=f"bidirectional_{k}"
-            )
-            # Bidirectional hands the first half of initial_state to the forward layer.
-            y, h_fw, h_bw = layer(y, initial_state=[h0[2 * k], h0[2 * k + 1]])
-            finals += [h_fw, h_bw]
+            inner = _recurrent_layer(keras, spec, dtype, f"{_LAYER_KINDS[spec.cell]}_{k}")
+            layer = keras.layers.Bidirectional(inner, merge_mode="concat", dtype=dtype, name=name)
         else:
-            y, h = rnn(y, initial_state=[h0[k]])
-            finals.append(h)
-    h_n = keras.ops.stack(finals, axis=0)
-    return keras.Model([x, *h0], [y, h_n], name="rnnbench_rnn")
+            layer = _recurrent_layer(keras, spec, dtype, name)
+        # Keras takes a layer's states as a list, [h] or [h, c] (LSTM); Bidirectional takes the
+        # forward layer's list then the backward layer's, and returns its states the same way.
+        rows = [k * spec.num_directions + d for d in range(spec.num_directions)]
+        out = layer(y, initial_state=[states[r] for r in rows for states in initial])
+        y, returned = out[0], list(out[1:])
+        for d in range(spec.num_directions):
+            for j, s in enumerate(returned[d * len(initial) : (d + 1) * len(initial)]):
+                finals[j].append(s)
+    stacked = [keras.ops.stack(f, axis=0) for f in finals]
+    flat_inputs = [h for states in initial for h in states]
+    return keras.Model([x, *flat_inputs], [y, *stacked], name=f"rnnbench_{spec.cell}")
+
+
+# The functions through which Keras 3 runs a recurrent layer, per Keras backend, and what each
+# one is when it returns (a fused one that cannot take the layer raises NotImplementedError and
+# Keras goes on to the next). Layers look them up on the module at call time, so wrapping the
+# module attribute sees every call. keras-torch's backend.lstm / gru are not listed: they return
+# from cuDNN or from their CPU loop, and only the inner function says which.
+KERNELS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "tensorflow": (
+        ("keras.src.backend", "rnn", "Keras' generic step loop (tf.while_loop)"),
+        ("keras.src.backend", "lstm", "cuDNN LSTM (backend.lstm)"),
+        ("keras.src.backend", "gru", "cuDNN GRU (backend.gru)"),
+    ),
+    "jax": (
+        ("keras.src.backend", "rnn", "Keras' generic step loop (lax.scan)"),
+        ("keras.src.backend", "lstm", "cuDNN LSTM (jax.experimental.rnn.lstm)"),
+        (
+            "keras.src.backend",
+            "bidirectional_lstm",
+            "cuDNN bidirectional LSTM (jax.experimental.rnn.lstm)",
+        ),
+        ("keras.src.backend", "gru", "fused GRU lax.scan, input projection hoisted (backend.gru)"),
+    ),
+    "torch": (
+        ("keras.src.backend", "rnn", "Keras' generic step loop (Python loop over steps)"),
+        ("keras.src.backend.torch.rnn", "_cudnn_lstm", "cuDNN LSTM (torch._VF.lstm)"),
+        (
+            "keras.src.backend.torch.rnn",
+            "_fallback_lstm",
+            "fused LSTM Python loop, input projection hoisted (backend.lstm)",
+        ),
+        ("keras.src.backend.torch.rnn", "_cudnn_gru", "cuDNN GRU (torch._VF.gru)"),
+        (
+            "keras.src.backend.torch.rnn",
+            "_fallback_gru",
+            "fused GRU Python loop, input projection hoisted (backend.gru)",
+        ),
+        ("keras.src.backend", "bidirectional_lstm", "cuDNN bidirectional LSTM (torch._VF.lstm)"),
+        ("keras.src.backend", "bidirectional_gru", "cuDNN bidirectional GRU (torch._VF.gru)"),
+    ),
+}
+_installed: set[str] = set()
+_recording: list[str] | None = None
+
+
+def install_kernel_log(keras_backend: str) -> None:
+    """Wrap this process's Keras recurrence functions (once) so that :func:`recording` can tell
+    which ran. The wrappers only call through; behaviour is unchanged. A function or module
+    missing from another Keras version is left out (its path then shows as not recorded).
+
+    Keras chooses between cuDNN and its loops inside private code and, on torch, falls back
+    silently; observing the call is the only way to report the path that really ran rather than
+    the one the settings suggest. This runs in the backend's own worker process only."""
+    if keras_backend in _installed:
+        return
+    for module_name, attr, label in KERNELS[keras_backend]:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # another Keras version laid its modules out otherwise
+            continue
+        original = getattr(module, attr, None)
+        if callable(original):
+            setattr(module, attr, _recorded(original, label))
+    _installed.add(keras_backend)
+
+
+def _recorded(fn: Any, label: str) -> Any:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        if _recording is not None:
+            _recording.append(label)
+        return out
+
+    return call
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[str]]:
+    """The labels of the kernels that return inside the block (once per layer and direction;
+    under a jit only while it traces)."""
+    global _recording
+    previous, _recording = _recording, []
+    try:
+        yield _recording
+    finally:
+        _recording = previous
 
 
 class KerasCell(BaseCell):
-    """Keras 3 ``SimpleRNN``; ``KerasCell(...)`` gives the subclass of the running Keras backend
-    (``KerasTensorFlowCell``, ``KerasJaxCell`` or ``KerasTorchCell``)."""
+    """Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU``; ``KerasCell(...)`` gives the subclass of the
+    running Keras backend (``KerasTensorFlowCell``, ``KerasJaxCell`` or ``KerasTorchCell``)."""
 
     name: ClassVar[str] = "keras"
     distribution = "keras"
@@ -130,8 +255,10 @@ class KerasCell(BaseCell):
             )
         self._check_device()
         self._check_variant()
+        install_kernel_log(self.keras_backend)
         self._model: Any = None
         self._fn: Any = None
+        self._kernels: list[str] | None = None  # what the last traced or eager call ran
 
     # --- per-backend hooks ---------------------------------------------------------------
     def _check_device(self) -> None:
@@ -144,7 +271,7 @@ class KerasCell(BaseCell):
         """Enter backend settings that must hold while building, loading and running."""
 
     def _compile(self, model: Any) -> Any:
-        """The ``jit`` variant's function of the input list, returning [y, h_n]."""
+        """The ``jit`` variant's function of the input list, returning the model's outputs."""
         raise NotImplementedError
 
     def _call(self, inputs: list[Any]) -> Any:
@@ -170,58 +297,63 @@ class KerasCell(BaseCell):
             if self._model is None or spec != self._spec:
                 self._model = build_model(keras, spec, str(self.dtype))
                 self._fn = None
+                self._kernels = None
             per_layer = weights.to_keras()
             per_layer = per_layer if spec.num_layers > 1 else [per_layer]
-            rnn_layers = [
-                layer
-                for layer in self._model.layers
-                if layer.name.startswith(("simple_rnn_", "bidirectional_"))
-            ]
-            for layer, arrays in zip(rnn_layers, per_layer):
+            for name, arrays in zip(layer_names(spec), per_layer):
                 # Bidirectional.get_weights() is the forward layer's, then the backward's:
                 # the order to_keras() gives (checked by tests/test_backend_keras.py).
+                layer = self._model.get_layer(name)
                 layer.set_weights([np.asarray(a, self.dtype) for a in arrays])
             self._fn = None  # jax's compiled function closes over the weight values
 
-    def prepare(self, x: np.ndarray, h0: np.ndarray | None = None) -> Any:
-        xs, h = self.check_inputs(x, h0)
-        if h is None:
-            h = np.zeros(
-                (
-                    self.spec.num_layers * self.spec.num_directions,
-                    xs.shape[0],
-                    self.spec.hidden_size,
-                ),
-                self.dtype,
-            )
+    def prepare(self, x: np.ndarray, h0: Any = None) -> Any:
+        xs, states = self.check_inputs(x, h0)
+        if states is None:
+            states = self.zeros_state(xs.shape[0])
+        # The model's inputs: x, then each state array split per layer and direction.
+        flat = [xs, *(s[i] for s in states for i in range(s.shape[0]))]
         ops = self._keras.ops
         with self._scope():
-            return [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in (xs, *h)]
+            return [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in flat]
 
     def run(self, prepared: Any) -> Any:
-        with self._scope():
-            y, h_n = self._call(prepared)
-        return y, h_n
+        with self._scope(), recording() as ran:
+            out = self._call(prepared)
+        if ran:  # nothing is recorded when a compiled function runs without tracing
+            self._kernels = list(dict.fromkeys(ran))
+        return out
 
-    def fetch(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+    def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
         with self._scope():
-            y, h_n = (np.asarray(self._keras.ops.convert_to_numpy(t)) for t in result)
-        if y.dtype != self.dtype or h_n.dtype != self.dtype:
+            y, *states = (np.asarray(self._keras.ops.convert_to_numpy(t)) for t in result)
+        if any(a.dtype != self.dtype for a in (y, *states)):
             raise BackendRuntimeError(
                 f"backend {self.name!r} computed in {y.dtype}, not the requested {self.dtype}",
                 "a float64 Keras layer needs its backend's 64-bit mode",
             )
-        return y, h_n
+        return y, self.public_state(states)
 
     def path(self) -> str:
-        return f"keras {self.keras_backend} {self.variant}: {self._path_detail()}"
+        how, sync = self._path_detail()
+        return (
+            f"keras {self.keras_backend} {self.variant}: {how}; recurrence: "
+            f"{self.kernels_text()}; synchronized by {sync}"
+        )
 
-    def _path_detail(self) -> str:
-        return ""
+    def kernels_text(self) -> str:
+        if self._kernels is None:
+            return "not run yet"
+        return " + ".join(self._kernels) if self._kernels else "not recorded"
+
+    def _path_detail(self) -> tuple[str, str]:
+        """(how the variant calls the model, how ``synchronize`` waits)."""
+        raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
         out = super().info()
         out["keras_backend"] = str(self._keras.backend.backend())
+        out["kernels"] = list(self._kernels or [])
         out["versions"] = {
             "keras": self._keras.__version__,
             self.keras_backend: _module_version(self.keras_backend),
@@ -253,13 +385,9 @@ class KerasTensorFlowCell(KerasCell):
         for t in result:
             t.numpy()
 
-    def _path_detail(self) -> str:
-        how = (
-            "model call (tf.while_loop)"
-            if self.variant == "eager"
-            else ("tf.function(jit_compile=True) (XLA)")
-        )
-        return f"{how}; synchronized by a .numpy() host copy (TF's only way)"
+    def _path_detail(self) -> tuple[str, str]:
+        how = "model call" if self.variant == "eager" else "tf.function(jit_compile=True) (XLA)"
+        return how, "a .numpy() host copy (TF's only way)"
 
 
 class KerasJaxCell(KerasCell):
@@ -312,14 +440,10 @@ class KerasJaxCell(KerasCell):
 
         jax.block_until_ready(result)
 
-    def _path_detail(self) -> str:
-        how = (
-            "model call (lax.scan)"
-            if self.variant == "eager"
-            else ("jax.jit(model.stateless_call) (XLA)")
-        )
-        precision = "; matmul precision highest" if self.dtype == np.float32 else "; x64 mode"
-        return f"{how}{precision}; synchronized by block_until_ready"
+    def _path_detail(self) -> tuple[str, str]:
+        how = "model call" if self.variant == "eager" else "jax.jit(model.stateless_call) (XLA)"
+        precision = "matmul precision highest" if self.dtype == np.float32 else "x64 mode"
+        return f"{how}; {precision}", "block_until_ready"
 
 
 class KerasTorchCell(KerasCell):
@@ -364,10 +488,9 @@ class KerasTorchCell(KerasCell):
 
             torch.cuda.synchronize()
 
-    def _path_detail(self) -> str:
-        how = "model call under torch.no_grad (Python loop over steps)"
+    def _path_detail(self) -> tuple[str, str]:
         sync = "torch.cuda.synchronize" if self.device == "cuda" else "none needed on cpu"
-        return f"{how}; synchronized by {sync}"
+        return "model call under torch.no_grad", sync
 
 
 _CELL_CLASSES: dict[str, type[KerasCell]] = {

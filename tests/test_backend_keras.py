@@ -1,31 +1,53 @@
 """The Keras 3 backends (keras on TensorFlow, keras-jax, keras-torch), each in its own worker
-process: against the float64 reference, which Keras backend ran, and what each refuses and why.
-Cells come from the session's ``cells`` cache, so each worker starts once."""
+process: every cell against the float64 reference, which Keras kernel ran the recurrence, which
+Keras backend ran, and what each refuses and why. Cells come from the session's ``cells`` cache,
+so each worker starts once and its cells are reused."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from reference_cases import check_case
+from reference_cases import CASES, CELL_CASES, check_case
+from rnnbench.backends.keras_backend import KERNELS
 
 import rnnbench as rb
 
 KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+# The default variant: Keras' own predict() compiles (jit_compile="auto"); keras-torch has no
+# usable jit (see keras_backend.KerasTorchCell._check_variant).
+DEFAULT_VARIANT = {"keras": "jit", "keras-jax": "jit", "keras-torch": "eager"}
+ALL_CASES = [name for names in CELL_CASES.values() for name in names]
+# float64: the case with the most states of each gated cell (two layers, two directions, h0).
+FLOAT64_CASES = ["lstm-2layer-bidir-h0c0", "gru-2layer-bidir-h0", "gru-before-2layer-bidir-h0"]
 
-# (backend, dtype, variant): Keras computes float64 only on TensorFlow (see keras_backend.py),
-# and keras-torch has no jit variant.
-RUNS = [
-    ("keras", "float64", "eager"),
-    ("keras", "float32", "jit"),
-    ("keras-jax", "float32", "eager"),
-    ("keras-jax", "float32", "jit"),
-    ("keras-torch", "float32", "eager"),
-]
+# The kernel Keras 3.15 runs on a CPU, per backend and cell (keys: spec.cell_label). An LSTM or
+# GRU is first offered to its backend's fused function: without a GPU, TensorFlow's (cuDNN only)
+# and JAX's LSTM decline, and every backend declines the reset-before GRU, so Keras' generic
+# loop runs them; keras-jax runs the reset-after GRU in its own lax.scan, keras-torch the LSTM
+# and the reset-after GRU in a loop with the input projection done once, up front.
+GENERIC = {
+    "keras": "Keras' generic step loop (tf.while_loop)",
+    "keras-jax": "Keras' generic step loop (lax.scan)",
+    "keras-torch": "Keras' generic step loop (Python loop over steps)",
+}
+CPU_KERNELS = {
+    ("keras-jax", "gru"): "fused GRU lax.scan, input projection hoisted (backend.gru)",
+    ("keras-torch", "lstm"): "fused LSTM Python loop, input projection hoisted (backend.lstm)",
+    ("keras-torch", "gru"): "fused GRU Python loop, input projection hoisted (backend.gru)",
+}
+
+
+NVIDIA_GPU = os.path.exists("/dev/nvidia0")
+
+
+def expected_kernel(name: str, spec: rb.RNNSpec) -> str:
+    return CPU_KERNELS.get((name, spec.cell_label), GENERIC[name])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +58,7 @@ def _start_workers_together(cells: Any) -> Iterator[None]:
     def start(name: str) -> None:
         # pytest's skip outcome is a BaseException; the backend's own tests report it.
         with contextlib.suppress(BaseException):
-            cells.get(name, "float32")
+            cells.get(name, "float32", variant=DEFAULT_VARIANT[name])
 
     threads = [threading.Thread(target=start, args=(name,)) for name in KERAS_BACKENDS]
     for thread in threads:
@@ -46,63 +68,128 @@ def _start_workers_together(cells: Any) -> Iterator[None]:
     yield
 
 
-@pytest.mark.parametrize(("name", "dtype", "variant"), RUNS)
-def test_stacked_bidirectional_relu_with_h0(
-    cells: Any, name: str, dtype: str, variant: str
-) -> None:
-    spec = rb.RNNSpec(3, 5, num_layers=2, bidirectional=True, nonlinearity="relu")
-    cell = cells.get(name, dtype, variant=variant)
-    _, _, found = check_case(cell, spec, batch=2, steps=12, with_h0=True)
-    # A wrong Bidirectional weight order or state split shows as an O(1) error, not rounding.
-    assert found["max_abs"] < (1e-12 if dtype == "float64" else 1e-5)
+def run_case(cell: Any, name: str, case: str, dtype: str) -> None:
+    spec = CASES[case][0]
+    _, _, found = check_case(cell, *CASES[case])
+    # A wrong gate order, Bidirectional weight order or state split is an O(1) error, not
+    # rounding; check_case has already held it to the project's tolerance.
+    assert found["max_abs"] < (1e-12 if dtype == "float64" else 1e-5), found["max_abs"]
+    info = cell.info()
+    assert f"recurrence: {' + '.join(info['kernels'])};" in info["path"]
+    if NVIDIA_GPU:
+        # Keras' own GPU checks do not look at the cell's device: a CPU cell may be offered
+        # cuDNN here. Only check that a known kernel was recorded.
+        assert set(info["kernels"]) <= {label for _, _, label in KERNELS[KERAS_BACKENDS[name]]}
+        assert info["kernels"], case
+    else:
+        assert info["kernels"] == [expected_kernel(name, spec)], (case, info["kernels"])
 
 
-def test_stacked_unidirectional_tanh(cells: Any) -> None:
-    # The model is built by one function for every Keras backend; one of them suffices here.
-    spec = rb.RNNSpec(4, 6, num_layers=3)
-    check_case(cells.get("keras", "float32"), spec, batch=3, steps=9, with_h0=False)
+def runs_of(case: str) -> dict[str, list[tuple[str, str]]]:
+    """(dtype, variant) runs of ``case`` per Keras backend: every case in float32 on each
+    backend's default variant; TensorFlow also in float64 (eager, so that both of its variants
+    run the gated cells); keras-jax also eager once, on the case with the most states to route."""
+    runs = {name: [("float32", DEFAULT_VARIANT[name])] for name in KERAS_BACKENDS}
+    if case in FLOAT64_CASES:
+        runs["keras"].append(("float64", "eager"))
+    if case == "lstm-2layer-bidir-h0c0":
+        runs["keras-jax"].append(("float32", "eager"))
+    return runs
+
+
+def run_concurrently(jobs: dict[str, Callable[[], None]]) -> None:
+    """Run each backend's job in a thread of its own, so that the worker processes compute at
+    the same time. Fails with every backend's failure; skips only when all skipped (a backend
+    that is not installed shows as skipped in test_info_reports_the_keras_backend_that_ran)."""
+    outcomes: dict[str, BaseException | None] = {}
+
+    def target(name: str, job: Callable[[], None]) -> None:
+        try:
+            job()
+            outcomes[name] = None
+        except BaseException as exc:  # pytest's skip is a BaseException too
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=target, args=item) for item in jobs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = {
+        name: exc
+        for name, exc in outcomes.items()
+        if exc is not None and not isinstance(exc, pytest.skip.Exception)
+    }
+    if failed:
+        report = "\n".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed.items())
+        raise AssertionError(report) from next(iter(failed.values()))
+    if all(isinstance(exc, pytest.skip.Exception) for exc in outcomes.values()):
+        pytest.skip("; ".join(str(exc) for exc in outcomes.values()))
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_every_cell(cells: Any, case: str) -> None:
+    def job(name: str, runs: list[tuple[str, str]]) -> Callable[[], None]:
+        def run() -> None:
+            for dtype, variant in runs:
+                try:
+                    run_case(cells.get(name, dtype, variant=variant), name, case, dtype)
+                except AssertionError as exc:
+                    raise AssertionError(f"{dtype} {variant}: {exc}") from exc
+
+        return run
+
+    run_concurrently({name: job(name, runs) for name, runs in runs_of(case).items()})
+
+
+def test_stacked_unidirectional_lstm_with_h0_c0(cells: Any) -> None:
+    # Three unidirectional layers: each reads its own rows of h0 and c0. One Keras backend
+    # suffices, since the model is built by one function for all of them.
+    spec = rb.RNNSpec(4, 6, num_layers=3, cell="lstm")
+    cell = cells.get("keras", "float64", variant="eager")
+    _, _, found = check_case(cell, spec, batch=3, steps=9, with_h0=True)
+    assert found["max_abs"] < 1e-12
 
 
 @pytest.mark.parametrize("name", list(KERAS_BACKENDS))
 def test_info_reports_the_keras_backend_that_ran(cells: Any, name: str) -> None:
-    info = cells.get(name, "float32").info()
+    info = cells.get(name, "float32", variant=DEFAULT_VARIANT[name]).info()
     assert info["backend"] == name
     assert info["keras_backend"] == KERAS_BACKENDS[name]
-    default = "eager" if name == "keras-torch" else "jit"  # Keras' predict() compiles
-    assert info["variant"] == default
-    assert info["path"].startswith(f"keras {KERAS_BACKENDS[name]} {default}")
+    assert info["variant"] == DEFAULT_VARIANT[name]
+    assert info["path"].startswith(f"keras {KERAS_BACKENDS[name]} {DEFAULT_VARIANT[name]}")
     assert info["process"] == "worker"
     assert info["versions"]["keras"] and info["versions"][KERAS_BACKENDS[name]]
 
 
 def test_tensorflow_sync_is_a_host_copy(cells: Any) -> None:
-    assert ".numpy() host copy" in cells.get("keras", "float32").info()["path"]
+    assert ".numpy() host copy" in cells.get("keras", "float32", variant="jit").info()["path"]
 
 
 @pytest.mark.parametrize("name", ["keras-jax", "keras-torch"])
 def test_float64_refused_with_the_reason(cells: Any, name: str) -> None:
-    cells.get(name, "float32")  # skips when unavailable; starts (or reuses) the worker
+    cells.get(name, "float32", variant=DEFAULT_VARIANT[name])  # skips when unavailable
     with pytest.raises(rb.BackendUnavailableError, match="promotes float64 to float32"):
         rb.get_backend(name, dtype="float64")
 
 
 def test_keras_torch_jit_refused_with_the_reason(cells: Any) -> None:
-    cells.get("keras-torch", "float32")
+    cells.get("keras-torch", "float32", variant="eager")
     with pytest.raises(rb.BackendUnavailableError, match="torch.compile"):
         rb.get_backend("keras-torch", variant="jit")
 
 
 @pytest.mark.parametrize("name", ["keras-jax", "keras-torch"])
 def test_cuda_runs_or_is_a_clear_error(cells: Any, name: str) -> None:
-    cells.get(name, "float32")
+    cells.get(name, "float32", variant=DEFAULT_VARIANT[name])
     try:
         cell = rb.get_backend(name, device="cuda")
     except rb.BackendUnavailableError as exc:  # no GPU here: the message must say so
         assert "no GPU" in str(exc) or "no CUDA device" in str(exc)
         assert name in str(exc)
         return
-    spec = rb.RNNSpec(3, 5, num_layers=2, bidirectional=True, nonlinearity="relu")
-    check_case(cell, spec, batch=2, steps=12, with_h0=True)
+    for case in ("relu-2layer-bidir-h0", "lstm-2layer-bidir-h0c0", "gru-2layer-bidir-h0"):
+        check_case(cell, *CASES[case])
     assert cell.info()["device"] == "cuda"
 
 
