@@ -8,7 +8,9 @@ otherwise they are skipped with that command as the reason. ``rnnbench bench`` r
 each in a worker of its own.
 
 Options: ``--bench-backends a,b`` (env ``RNNBENCH_BACKENDS``), ``--bench-device cpu|cuda``
-(env ``RNNBENCH_DEVICE``), ``--bench-variants default|all`` (default: each backend's first).
+(env ``RNNBENCH_DEVICE``), ``--bench-variants default|all`` (default: each backend's first),
+``--bench-cells rnn,lstm,gru,gru-reset-before`` (env ``RNNBENCH_CELLS``; default all four; a
+backend that cannot compute a cell skips it with the reason).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="device (default cpu; env RNNBENCH_DEVICE)",
     )
     group.addoption(
+        "--bench-cells",
+        default=None,
+        help="comma list of cells: rnn, lstm, gru, gru-reset-before (default: all; env "
+        "RNNBENCH_CELLS)",
+    )
+    group.addoption(
         "--bench-variants",
         default="default",
         choices=("default", "all"),
@@ -58,6 +66,13 @@ def _variants(name: str) -> tuple[str, ...]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" in metafunc.fixturenames:
+        from rnnbench.commands.common import CELL_CHOICES, cell_list
+
+        raw_cells = metafunc.config.getoption("--bench-cells") or os.environ.get("RNNBENCH_CELLS")
+        chosen = cell_list(raw_cells) if raw_cells else list(CELL_CHOICES.values())
+        names = {v: k for k, v in CELL_CHOICES.items()}
+        metafunc.parametrize("cell", chosen, ids=[names[c] for c in chosen])
     if "backend_variant" not in metafunc.fixturenames:
         return
     config = metafunc.config

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # The GPU check of rnnbench, prepared for a lent GPU machine (one NVIDIA GPU, no internet).
-# Under 8 minutes in all (120 + 3 x 90 + 70 s at most), each step under its own `timeout`:
-#   1. the equivalence suite on cuda (RNNBENCH_DEVICE=cuda; TF32 off, as the suite's backends do);
-#   2. DeepBench's vanilla-RNN training sizes: hidden 1760, 2048, 2560 (input = hidden, as in
-#      DeepBench), batch 16, 32, 64, 128, 50 steps; torch (cuDNN), jax, keras-jax, keras-torch;
-#   3. a small-batch latency sweep (batch 1 and 4, 100 steps, hidden 32..512).
-# Writes gpu_check.log, nvidia-smi.txt, equivalence.log, deepbench.json, latency.json and
-# tables to $OUT (default: ./gpu-check-out). On a machine without a GPU it says so and exits 0.
+# At most 515 s of steps in all (each under its own `timeout`; their caps are summed below), so
+# that the script fits one 10-minute device call with room for the start:
+#   1. the equivalence suite on cuda (RNNBENCH_DEVICE=cuda; TF32 off, as the suite's backends
+#      do), every cell (rnn, lstm, gru, gru-reset-before) ............................. 110 s
+#   2. `rnnbench check --device cuda --cell all` (2 layers, bidirectional, h0/c0, T=100,
+#      float32 and float64): one table per cell, check.json for the report .............. 50 s
+#   3. DeepBench sizes (input = hidden, as DeepBench runs them), on torch (cuDNN), jax,
+#      keras-jax and keras-torch:
+#      - vanilla RNN, training set: H 1760, 2560 x B 16, 64, T=50 ....................... 70 s
+#      - LSTM, inference server set: H 512, 1024, 2048 x B 1, 4 at T=25 ................. 70 s
+#        and H 1536 x B 1, 4 at T=50 .................................................... 35 s
+#      - GRU (reset-after, cuDNN's), inference server set: H 1536, 2048, 2560 x B 1, 4 at
+#        T=375 ........................................................................... 80 s
+#      The subset leaves out DeepBench's other lengths (GRU T=187/750/1500, LSTM H=256 T=150),
+#      batch 2 and the largest sizes (GRU H=2816, training LSTM H=4096): the same kernels at
+#      other sizes, which would not fit the budget.
+#   4. a small-batch latency sweep: B=1, T=100, H 32 and 256, cells rnn, lstm, gru ....... 60 s
+#   5. a report of all of it (report/report.html) ....................................... 40 s
+# Writes gpu_check.log, nvidia-smi.txt, equivalence.log, check.json, deepbench-*.json,
+# latency.json, their tables (*.txt) and report/ to $OUT (default: ./gpu-check-out). On a
+# machine without a GPU it says so and exits 0.
 # Exit status: 0 all steps passed (or no GPU here), 1 a step failed (its log says which).
 set -u
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,32 +96,45 @@ run_step() {  # name, seconds, output file, command...
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then status=1; fi  # 3: bench had nothing to run
 }
 
-# --- 2. the equivalence suite on cuda --------------------------------------------------------
+# --- 2. the equivalence suite on cuda, every cell ---------------------------------------------
 export RNNBENCH_DEVICE=cuda
-run_step equivalence "${EQUIVALENCE_S:-120}" "$OUT/equivalence.log" "$PY" -m pytest tests -q \
+run_step equivalence "${EQUIVALENCE_S:-110}" "$OUT/equivalence.log" "$PY" -m pytest tests -q \
     -p no:cacheprovider -k "${EQUIVALENCE_K:-equivalence or backend}" > /dev/null
 unset RNNBENCH_DEVICE
 tail -n 15 "$OUT/equivalence.log" | tee -a "$LOG"
-
-# --- 3. DeepBench vanilla-RNN training sizes (input = hidden), 50 steps ---------------------
 BACKENDS="torch,jax,keras-jax,keras-torch"
-COMMON=(--device cuda --backends "$BACKENDS" --seq-len 50 --batch 16,32,64,128
-        --min-time 0.3 --min-rounds 5 --warmup 0.1 --timeout 60 --plain)
-for H in 1760 2048 2560; do
-    run_step "deepbench-H$H" 90 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" \
-        --input-size "$H" --hidden-size "$H" --out "$OUT/deepbench.json"
-done
+run_step check-cells 50 "$LOG" "$PY" -m rnnbench check --device cuda --backends "$BACKENDS" \
+    --cell all --layers 2 --bidirectional --h0 --batch 8 --seq-len 100 --input-size 64 \
+    --hidden-size 128 --dtype float32,float64 --json "$OUT/check.json"
+
+# --- 3. DeepBench sizes (--input-size hidden: input = hidden, as DeepBench runs them) --------
+COMMON=(--device cuda --backends "$BACKENDS" --input-size hidden --min-time 0.3 --min-rounds 5
+        --warmup 0.1 --timeout 40 --plain)
+run_step deepbench-rnn 70 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell rnn \
+    --seq-len 50 --batch 16,64 --hidden-size 1760,2560 --out "$OUT/deepbench-rnn.json"
+run_step deepbench-lstm-T25 70 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell lstm \
+    --seq-len 25 --batch 1,4 --hidden-size 512,1024,2048 --out "$OUT/deepbench-lstm.json"
+run_step deepbench-lstm-T50 35 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell lstm \
+    --seq-len 50 --batch 1,4 --hidden-size 1536 --out "$OUT/deepbench-lstm.json"
+run_step deepbench-gru 80 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell gru \
+    --seq-len 375 --batch 1,4 --hidden-size 1536,2048,2560 --out "$OUT/deepbench-gru.json"
 
 # --- 4. small-batch latency sweep ------------------------------------------------------------
-run_step latency 70 "$LOG" "$PY" -m rnnbench bench --device cuda --backends "$BACKENDS" --batch 1,4 \
-    --seq-len 100 --input-size 32 --hidden-size 32,128,512 --min-time 0.2 --warmup 0.1 \
-    --timeout 40 --plain --out "$OUT/latency.json"
+run_step latency 60 "$LOG" "$PY" -m rnnbench bench --device cuda --backends "$BACKENDS" \
+    --cell rnn,lstm,gru --batch 1 --seq-len 100 --input-size 32 --hidden-size 32,256 \
+    --min-time 0.2 --warmup 0.1 --timeout 30 --plain --out "$OUT/latency.json"
 
-for f in deepbench latency; do
+for f in deepbench-rnn deepbench-lstm deepbench-gru latency; do
     if [ -f "$OUT/$f.json" ]; then
         "$PY" -m rnnbench.bench.table "$OUT/$f.json" > "$OUT/$f.txt" 2>&1
-        cat "$OUT/$f.txt" | tee -a "$LOG"
+        tee -a "$LOG" < "$OUT/$f.txt"
     fi
 done
+
+# --- 5. the report ---------------------------------------------------------------------------
+mapfile -t FILES < <(ls "$OUT"/deepbench-*.json "$OUT"/latency.json "$OUT"/check.json 2> /dev/null)
+if [ "${#FILES[@]}" -gt 0 ]; then
+    run_step report 40 "$LOG" "$PY" -m rnnbench report "${FILES[@]}" -o "$OUT/report"
+fi
 say "done: exit $status; files in $OUT"
 exit "$status"

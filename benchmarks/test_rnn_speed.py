@@ -1,6 +1,8 @@
-"""Speed of one recurrent layer per backend and size, through pytest-benchmark's pedantic mode:
-the cell is built, loaded and given its input before timing; the first call (trace, compile,
-cuDNN plan) and warm-up rounds stay out of the statistics."""
+"""Speed of one recurrent layer per backend, cell (rnn, lstm, gru, gru-reset-before) and size,
+through pytest-benchmark's pedantic mode: the cell is built, loaded and given its input before
+timing; the first call (trace, compile, cuDNN plan) and warm-up rounds stay out of the
+statistics. A backend that cannot compute a cell (torch has no reset-before GRU) is skipped
+with its reason."""
 
 from __future__ import annotations
 
@@ -48,31 +50,39 @@ def _cell(name: str, variant: str, device: str) -> Any:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: "B{}-T{}-I{}-H{}".format(*s))
 def test_rnn_forward(
-    benchmark: Any, backend_variant: tuple[str, str], device: str, size: tuple[int, int, int, int]
+    benchmark: Any,
+    backend_variant: tuple[str, str],
+    device: str,
+    cell: tuple[str, bool | None],
+    size: tuple[int, int, int, int],
 ) -> None:
     name, variant = backend_variant
+    kind, reset_after = cell
     batch, seq_len, input_size, hidden = size
-    cell = _cell(name, variant, device)
-    spec = rb.RNNSpec(input_size=input_size, hidden_size=hidden)
-    cell.load(rb.RNNWeights.random(spec, seed=0))
+    rnn = _cell(name, variant, device)
+    spec = rb.RNNSpec(input_size=input_size, hidden_size=hidden, cell=kind, reset_after=reset_after)
+    try:
+        rnn.load(rb.RNNWeights.random(spec, seed=0))
+    except rb.BackendUnavailableError as exc:
+        pytest.skip(str(exc).split("\nHint:")[0])
     x = np.random.default_rng(1).standard_normal((batch, seq_len, input_size), np.float32)
-    prepared = cell.prepare(x, None)
+    prepared = rnn.prepare(x, None)
 
     def call() -> None:
-        cell.synchronize(cell.run(prepared))
+        rnn.synchronize(rnn.run(prepared))
 
     # The first call apart (compile), then size the rounds to about TARGET_S.
     t0 = time.perf_counter()
-    if hasattr(cell, "compile"):
-        cell.compile(prepared)
+    if hasattr(rnn, "compile"):
+        rnn.compile(prepared)
     call()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     call()
     once = max(time.perf_counter() - t0, 1e-7)
     rounds = int(min(max(TARGET_S / once, 5), 2000))
-    flops = spec.flops(batch, seq_len)
-    info = cell.info()
+    flops = spec.flops(batch, seq_len)  # every gate's products counted
+    info = rnn.info()
     benchmark.extra_info.update(
         case={
             "backend": name,
@@ -82,6 +92,8 @@ def test_rnn_forward(
             "input_size": input_size,
             "hidden_size": hidden,
             "dtype": "float32",
+            "cell": kind,
+            "reset_after": spec.reset_after,
         },
         flops=flops,
         path=info.get("path"),
@@ -94,6 +106,8 @@ def test_rnn_forward(
     if stats is not None:
         benchmark.extra_info["gflops"] = flops / stats.median / 1e9
         benchmark.extra_info["time_per_step_s"] = stats.median / seq_len
-    y, h_n = cell.fetch(cell.run(prepared))
+    y, state = rnn.fetch(rnn.run(prepared))
     assert np.isfinite(y).all() and y.shape == (batch, seq_len, hidden)
-    assert h_n.shape == (1, batch, hidden)
+    parts = state if kind == "lstm" else (state,)  # an LSTM's final state is (h_n, c_n)
+    assert len(parts) == len(spec.state_names)
+    assert all(p.shape == (1, batch, hidden) for p in parts)

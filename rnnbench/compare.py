@@ -70,12 +70,19 @@ class CompareResult:
         raise KeyError(f"no comparison for backend {backend!r} in {dtype}")
 
     def table(self) -> str:
+        # The final state is checked as well as the output: its error is shown, and an LSTM's
+        # cell state c_n in a column of its own.
+        lstm = self.spec.get("cell") == "lstm" or any(
+            not math.isnan(r.c_n_max_abs) for r in self.rows
+        )
         head = (
             "backend",
             "dtype",
             "device",
             "max abs err",
             "max rel err",
+            "h_n err",
+            *(("c_n err",) if lstm else ()),
             "first bad step",
             "verdict",
         )
@@ -85,9 +92,10 @@ class CompareResult:
             verdict = r.status.upper() if r.status != "skipped" else "skipped"
             if r.reason and r.status != "pass":
                 verdict += f": {r.reason}"
-            body.append(
-                (r.backend, r.dtype, r.device, _fmt(r.max_abs), _fmt(r.max_rel), bad, verdict)
-            )
+            errors = [_fmt(r.max_abs), _fmt(r.max_rel), _fmt(r.h_n_max_abs)]
+            if lstm:
+                errors.append(_fmt(r.c_n_max_abs))
+            body.append((r.backend, r.dtype, r.device, *errors, bad, verdict))
         widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         widths[-1] = len(head[-1])
         lines = [f"{self.case} (batch={self.batch}, T={self.seq_len})"]

@@ -2,7 +2,8 @@
 worker process (the repo root is on its PYTHONPATH). Its variants misbehave on the 4th call to
 ``run`` (after the first call and during warm-up or measurement): "crash" kills its own process
 (as the out-of-memory killer would), "hang" sleeps past any timeout, "oom" raises MemoryError;
-"ok" behaves."""
+"ok" behaves. ``RefusingCell`` computes every cell but the reset-before GRU, which it refuses
+the way a real backend without that formula does (torch)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 from typing import Any
 
 from rnnbench.backends.numpy_backend import NumpyCell
+
+from rnnbench.weights import RNNWeights
 
 
 class FakeCell(NumpyCell):
@@ -28,3 +31,17 @@ class FakeCell(NumpyCell):
             elif self.variant == "oom":
                 raise MemoryError("fake: cannot allocate the output")
         return super().run(prepared)
+
+
+class RefusingCell(NumpyCell):
+    name = "bench-refuser"
+
+    def _load(self, weights: RNNWeights) -> None:
+        spec = weights.spec
+        if spec.cell == "gru" and not spec.reset_after:
+            self.refuse_spec(
+                spec,
+                "this test backend has only the reset-after GRU",
+                "use cell gru (reset_after=True)",
+            )
+        super()._load(weights)

@@ -1,5 +1,6 @@
-"""The benchmark harness: statistics, FLOPs, the results file, resume, and that a worker that
-crashes, hangs or runs out of memory costs only its own case. Speed is never asserted."""
+"""The benchmark harness: statistics, FLOPs, the results file, resume, the cell as a sweep axis
+(part of every key, refusals skipped), that a worker that crashes, hangs or runs out of memory
+costs only its own case, and ``rnnbench check --cell``. Speed is never asserted."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ import pytest
 import rnnbench as rb
 from rnnbench import registry
 from rnnbench.bench import SCHEMA, BenchCase, BenchConfig, run_bench, summarize
+from rnnbench.bench.cases import KEY_FIELDS, expand_cases, key_of
 from rnnbench.bench.machine import cuda_unavailable_reason
 from rnnbench.bench.progress import PlainReporter
-from rnnbench.bench.results import RESULT_FIELDS
+from rnnbench.bench.results import RESULT_FIELDS, ResultsFile
 from rnnbench.bench.runner import select_variants
 from rnnbench.cli import main
+
+DATA = Path(__file__).parent / "data"
+# every cell as `--cell` names it, and the (cell, reset_after) it means
+CELLS = {
+    "rnn": ("rnn", None),
+    "lstm": ("lstm", None),
+    "gru": ("gru", True),
+    "gru-reset-before": ("gru", False),
+}
 
 TINY = {"batches": [2], "seq_lens": [5], "input_sizes": [3], "hidden_sizes": [4]}
 FAST = {
@@ -50,6 +61,100 @@ def test_flops_per_layer_and_direction() -> None:
     deep = BenchCase("numpy", "hoisted", "cpu", "float32", 2, 3, 5, 7, layers=2, bidirectional=True)
     per_step = 2 * (5 + 7) * 7 * 2 + 2 * (2 * 7 + 7) * 7 * 2
     assert deep.flops == 2 * 3 * per_step
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("rnn", 1), ("lstm", 4), ("gru", 3), ("gru-rb", 3)])
+def test_flops_count_every_gate(cell: str, gates: int) -> None:
+    kind, reset_after = CELLS.get(cell, ("gru", False))
+    case = BenchCase("numpy", "hoisted", "cpu", "float32", 32, 100, 128, 256, cell=kind,
+                     reset_after=reset_after)  # fmt: skip
+    assert case.flops == 2 * 32 * 100 * (128 + 256) * gates * 256
+    deep = BenchCase("numpy", "hoisted", "cpu", "float32", 2, 3, 5, 7, layers=2,
+                     bidirectional=True, cell=kind, reset_after=reset_after)  # fmt: skip
+    per_step = (2 * (5 + 7) * gates * 7 + 2 * (2 * 7 + 7) * gates * 7) * 2
+    assert deep.flops == 2 * 3 * per_step
+
+
+def test_cell_is_part_of_the_key() -> None:
+    assert {"cell", "reset_after", "nonlinearity"} <= set(KEY_FIELDS)
+    assert {"cell", "reset_after", "nonlinearity"} <= set(RESULT_FIELDS)
+    args = ("numpy", "hoisted", "cpu", "float32", 2, 5, 3, 4)
+    keys = {
+        BenchCase(*args).key(),
+        BenchCase(*args, nonlinearity="relu").key(),
+        BenchCase(*args, cell="lstm").key(),
+        BenchCase(*args, cell="gru").key(),
+        BenchCase(*args, cell="gru", reset_after=False).key(),
+    }
+    assert len(keys) == 5
+    # "gru" means reset-after: one key with or without saying so, in a case and in a record
+    gru = BenchCase(*args, cell="gru")
+    assert (
+        gru.reset_after is True
+        and gru.key() == BenchCase(*args, cell="gru", reset_after=True).key()
+    )
+    record = {k: v for k, v in gru.to_dict().items() if k != "reset_after"}
+    assert key_of(record) == gru.key()
+    # a record written before cells is a vanilla tanh RNN
+    old = {k: v for k, v in BenchCase(*args).to_dict().items()
+           if k not in ("cell", "reset_after", "nonlinearity")}  # fmt: skip
+    assert key_of(old) == BenchCase(*args).key()
+    with pytest.raises(rb.SpecError, match="nonlinearity='relu' is for the vanilla RNN"):
+        BenchCase(*args, cell="lstm", nonlinearity="relu")
+
+
+def test_expand_cases_over_cells() -> None:
+    cases = expand_cases(
+        [("numpy", "hoisted")],
+        device="cpu",
+        dtypes=["float32"],
+        batches=[2],
+        seq_lens=[5, 9],
+        input_sizes=[3],
+        hidden_sizes=[4],
+        cells=list(CELLS.values()),
+        nonlinearities=["tanh", "relu"],
+    )
+    # relu is the vanilla RNN's: rnn gets both, each gated cell its own activations once
+    assert [(c.cell_name, c.nonlinearity, c.seq_len) for c in cases] == [
+        ("rnn", "tanh", 5), ("rnn", "tanh", 9), ("rnn", "relu", 5), ("rnn", "relu", 9),
+        ("lstm", "tanh", 5), ("lstm", "tanh", 9), ("gru", "tanh", 5), ("gru", "tanh", 9),
+        ("gru-reset-before", "tanh", 5), ("gru-reset-before", "tanh", 9),
+    ]  # fmt: skip
+    assert len({c.key() for c in cases}) == len(cases)
+    assert "lstm" in cases[4].label() and "relu" in cases[2].label()
+    # an input size of None is each case's hidden size (DeepBench's I = H); no case twice
+    square = expand_cases(
+        [("numpy", "hoisted")],
+        device="cpu",
+        dtypes=["float32"],
+        batches=[2],
+        seq_lens=[5],
+        input_sizes=[None, 8],
+        hidden_sizes=[8, 16],
+    )
+    assert [(c.input_size, c.hidden_size) for c in square] == [(8, 8), (16, 16), (8, 16)]
+
+
+def test_bench_cli_parses_cells_and_square_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnbench.bench as bench_pkg
+
+    seen: list[BenchConfig] = []
+
+    def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
+        seen.append(config)
+        return rb.bench.BenchSummary(None, [{"status": "ok"}])
+
+    monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+    argv = ["bench", "--backends", "numpy", "--cell", "lstm,gru-reset-before,gru",
+            "--nonlinearity", "tanh,relu", "--input-size", "hidden,32", "--plain"]  # fmt: skip
+    assert main(argv) == 0
+    config = seen[0]
+    assert list(config.cells) == [("lstm", None), ("gru", False), ("gru", True)]
+    assert list(config.nonlinearities) == ["tanh", "relu"]
+    assert list(config.input_sizes) == [None, 32]
+    assert main(["bench", "--cell", "all", "--plain"]) == 0
+    assert len(seen[1].cells) == 4
 
 
 def test_select_variants() -> None:
@@ -118,6 +223,103 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> str:
     info = rb.BackendInfo("bench-fake", "tests.bench_fakes:FakeCell")
     monkeypatch.setitem(registry._load_registry(), info.name, info)
     return info.name
+
+
+@pytest.fixture
+def refusing_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    info = rb.BackendInfo("bench-refuser", "tests.bench_fakes:RefusingCell")
+    monkeypatch.setitem(registry._load_registry(), info.name, info)
+    return info.name
+
+
+def test_sweep_over_cells_and_resume(tmp_path: Path, refusing_backend: str) -> None:
+    """Every cell measured with its own FLOPs; a refused cell is skipped with the reason and the
+    sweep goes on; resuming never takes one cell's result for another's."""
+    out = tmp_path / "cells.json"
+    config = BenchConfig(
+        backends=["numpy", refusing_backend],
+        out=str(out),
+        cells=list(CELLS.values()),
+        peak=False,
+        **TINY,
+        **FAST,
+    )
+    summary = quiet_run(config)
+    assert summary.exit_code() == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == SCHEMA == "rnnbench.bench/1.1"
+    got = {(r["backend"], r["cell"], r["reset_after"]): r for r in data["results"]}
+    assert len(got) == 8
+    for (backend, cell, reset_after), rec in got.items():
+        assert set(RESULT_FIELDS) <= set(rec), set(RESULT_FIELDS) - set(rec)
+        spec = rb.RNNSpec(3, 4, cell=cell, reset_after=reset_after)
+        assert rec["flops"] == spec.flops(2, 5) == 2 * 2 * 5 * (3 + 4) * spec.gates * 4
+        if backend == refusing_backend and (cell, reset_after) == ("gru", False):
+            assert rec["status"] == "skipped" and rec["median_s"] is None
+            assert "only the reset-after GRU" in rec["error"]
+            continue
+        assert rec["status"] == "ok", rec["error"]
+        assert rec["gflops"] == pytest.approx(rec["flops"] / rec["median_s"] / 1e9)
+        assert rec["output_finite"] is True
+    # the refusal did not cost the worker: the case after it (none here) or the next backend
+    # ran; and the cells after the refused one in the same worker were measured
+    assert [r["cell"] for r in data["results"] if r["backend"] == refusing_backend] == [
+        "rnn", "lstm", "gru", "gru"
+    ]  # fmt: skip
+
+    # Resume with gru (reset-after) done and a new size: only the new gru case runs; the
+    # skipped reset-before case is asked again (and skipped again).
+    again = quiet_run(
+        BenchConfig(
+            **{
+                **config.__dict__,
+                "backends": [refusing_backend],
+                "cells": [("gru", True), ("gru", False)],
+                "seq_lens": [5, 6],
+            }
+        )
+    )
+    assert again.already_done == 1
+    assert [(r["cell"], r["reset_after"], r["seq_len"], r["status"]) for r in again.records] == [
+        ("gru", True, 6, "ok"), ("gru", False, 5, "skipped"), ("gru", False, 6, "skipped"),
+    ]  # fmt: skip
+    assert len(json.loads(out.read_text())["results"]) == 10
+
+
+def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
+    """A bench/1.0 file (no cell) resumes: its results are vanilla RNNs, an LSTM of the same
+    sizes is a case of its own, and the file is written back as 1.1 with nothing lost."""
+    old = json.loads((DATA / "bench_cpu_small.json").read_text())
+    assert old["schema"] == "rnnbench.bench/1" and "cell" not in old["results"][0]
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps(old))
+    file = ResultsFile(out)
+    case = dict(batches=[4], seq_lens=[10], input_sizes=[16], hidden_sizes=[16])
+    rnn = BenchCase("numpy", "hoisted", "cpu", "float32", 4, 10, 16, 16)
+    assert file.is_done(rnn)
+    assert not file.is_done(
+        BenchCase("numpy", "hoisted", "cpu", "float32", 4, 10, 16, 16, cell="lstm")
+    )
+    summary = quiet_run(
+        BenchConfig(
+            backends=["numpy"],
+            out=str(out),
+            cells=[("rnn", None), ("lstm", None)],
+            peak=False,
+            **case,
+            **FAST,
+        )
+    )
+    assert summary.already_done == 1
+    assert [(r["cell"], r["status"]) for r in summary.records] == [("lstm", "ok")]
+    data = json.loads(out.read_text())
+    assert data["schema"] == "rnnbench.bench/1.1"
+    assert len(data["results"]) == len(old["results"]) + 1
+    assert all(r["cell"] == "rnn" and r["nonlinearity"] == "tanh" for r in data["results"][:-1])
+    # a newer minor is not resumed: its key may hold fields this version does not know
+    out.write_text(json.dumps({**old, "schema": "rnnbench.bench/1.9"}))
+    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.1"):
+        ResultsFile(out)
 
 
 def test_crash_hang_and_oom_lose_nothing_else(tmp_path: Path, fake_backend: str) -> None:
@@ -190,3 +392,79 @@ def test_cuda_request_without_cuda_is_a_clean_skip(tmp_path: Path) -> None:
     assert "no device 'cuda'" in results[0]["error"]
     torch_reason = results[1]["error"]
     assert "CUDA is unavailable" in torch_reason or "not available" in torch_reason
+
+
+# --- rnnbench check --cell -----------------------------------------------------------------
+
+
+def test_check_every_cell_in_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    # the module, not the function of the same name that rnnbench exports
+    compare_mod = importlib.import_module("rnnbench.compare")
+    seen: list[Any] = []
+    real = compare_mod.compare
+
+    def spy(weights: Any, x: Any, h0: Any = None, *args: Any, **kwargs: Any) -> Any:
+        seen.append((weights.spec, h0))
+        return real(weights, x, h0, *args, **kwargs)
+
+    monkeypatch.setattr(compare_mod, "compare", spy)
+    out = tmp_path / "check.json"
+    code = main(
+        ["check", "--backends", "numpy", "--cell", "rnn,lstm,gru,gru-reset-before", "--h0",
+         "--dtype", "float32,float64", "--seq-len", "12", "--layers", "2", "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    # one table per cell; the c_n column only in the LSTM's
+    tables = text.split("\n\n")
+    assert [t.splitlines()[0].split("I=")[0] for t in tables[:4]] == [
+        "", "LSTM ", "GRU ", "GRU(RESET-BEFORE) "
+    ]  # fmt: skip
+    assert ["c_n err" in t for t in tables[:4]] == [False, True, False, False]
+    assert all("h_n err" in t for t in tables[:4])
+    assert "4 cells checked: no backend differs" in text
+    # --h0: one random state per cell, (h0, c0) for the LSTM, (layers, batch, hidden) each
+    assert [s.cell_label for s, _ in seen] == ["rnn", "lstm", "gru", "gru(reset-before)"]
+    for spec, h0 in seen:
+        parts = h0 if spec.cell == "lstm" else (h0,)
+        assert len(parts) == len(spec.state_names)
+        assert all(p.shape == (2, 4, 16) and np.abs(p).max() > 0.5 for p in parts)
+    assert not np.array_equal(seen[1][1][0], seen[1][1][1])  # c0 is not h0
+
+    data = json.loads(out.read_text())
+    assert data["schema"] == "rnnbench.checks/1"
+    checks = data["checks"]
+    assert [(c["spec"]["cell"], c["spec"]["reset_after"]) for c in checks] == list(CELLS.values())
+    for c in checks:
+        assert c["schema"] == "rnnbench.check/1.1" and c["seq_len"] == 12
+        assert [(r["backend"], r["dtype"], r["status"]) for r in c["rows"]] == [
+            ("numpy", "float32", "pass"), ("numpy", "float64", "pass")
+        ]  # fmt: skip
+        f32, f64 = c["rows"]
+        assert 0 < f32["max_abs"] < 1e-5 and 0 < f32["h_n_max_abs"] < 1e-5
+        assert f64["max_abs"] < 1e-12
+        assert len(f32["error_per_step"]) == 12
+        lstm = c["spec"]["cell"] == "lstm"
+        assert (0 < f32["c_n_max_abs"] < 1e-5) if lstm else np.isnan(f32["c_n_max_abs"])
+
+
+def test_check_cell_default_and_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "one.json"
+    assert main(["check", "--backends", "numpy", "--seq-len", "5", "--json", str(out)]) == 0
+    checks = json.loads(out.read_text())["checks"]
+    assert [c["spec"]["cell"] for c in checks] == ["rnn"]
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--cell", "lstm,peephole"])
+    assert exc.value.code == 2
+    assert "unknown cell 'peephole'" in capsys.readouterr().err
+    # relu is the vanilla RNN's: the LSTM keeps its own activations, the RNN gets relu
+    assert main(["check", "--backends", "numpy", "--cell", "rnn,lstm", "--nonlinearity",
+                 "relu", "--seq-len", "5", "--json", str(out)]) == 0  # fmt: skip
+    specs = [c["spec"] for c in json.loads(out.read_text())["checks"]]
+    assert [(s["cell"], s["nonlinearity"]) for s in specs] == [("rnn", "relu"), ("lstm", "tanh")]

@@ -167,3 +167,54 @@ def test_a_case_both_runs_skipped_is_skipped_not_failed() -> None:
     assert verdict.note == "skipped: no usable 'jit'"  # the reason, without the hint's lines
     crashed = dict(skipped, status="failed", error="worker died")
     assert verdict_for(skipped, crashed).verdict == "failed"
+
+
+def test_cases_match_on_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An LSTM result is judged against the old LSTM result of the same sizes, never against the
+    RNN or GRU one; the two GRU formulas are different cases."""
+    rng = np.random.default_rng(6)
+    same = _noisy(rng, 1e-3)
+    rnn = _result(same, cell="rnn", reset_after=None, nonlinearity="tanh")
+    relu = _result(_noisy(rng, 5e-4), cell="rnn", reset_after=None, nonlinearity="relu")
+    lstm_old = _result(_noisy(rng, 4e-3), cell="lstm", reset_after=None)
+    lstm_new = _result(_noisy(rng, 8e-3), cell="lstm", reset_after=None)
+    gru_after = _result(_noisy(rng, 3e-3), cell="gru", reset_after=True)
+    gru_before = _result(_noisy(rng, 3e-3), cell="gru", reset_after=False)
+    old = _file(tmp_path / "old.json", [rnn, relu, lstm_old, gru_after], "rnnbench.bench/1.1")
+    new = _file(
+        tmp_path / "new.json",
+        [dict(rnn), dict(relu), lstm_new, gru_before],
+        "rnnbench.bench/1.1",
+    )
+    assert main(["compare", old, new, "--json", str(tmp_path / "cmp.json")]) == 1
+    out = capsys.readouterr().out
+    assert "cpu float32 lstm B=32" in out and "cpu float32 rnn relu B=32" in out
+    cases = json.loads((tmp_path / "cmp.json").read_text())["cases"]
+    verdicts = {c["case"].split(" B=")[0].split("float32 ")[1]: c for c in cases}
+    assert verdicts["rnn"]["verdict"] == "same" and verdicts["rnn"]["ratio"] == 1.0
+    assert verdicts["rnn relu"]["verdict"] == "same"
+    lstm = verdicts["lstm"]
+    assert lstm["verdict"] == "slower" and 1.8 < lstm["ratio"] < 2.2
+    assert lstm["old_median_s"] == lstm_old["median_s"]  # not the RNN's or the GRU's
+    assert verdicts["gru-reset-before"]["verdict"] == "only-in-new"
+    assert verdicts["gru"]["verdict"] == "only-in-old"
+
+
+def test_file_before_cells_matches_rnn_results(tmp_path: Path) -> None:
+    """A bench/1.0 file (no cell field) holds vanilla RNNs: they match the rnn results of a 1.1
+    file and nothing else."""
+    from rnnbench.report.results import load_bench
+    from rnnbench.report.runs import compare_runs
+
+    rng = np.random.default_rng(7)
+    samples = _noisy(rng, 1e-3)
+    old = _file(tmp_path / "old.json", [_result(samples)], "rnnbench.bench/1")
+    rnn = _result(samples, cell="rnn", reset_after=None, nonlinearity="tanh")
+    gru = _result(samples, cell="gru")  # a GRU without reset_after is the reset-after one
+    new = _file(tmp_path / "new.json", [rnn, gru], "rnnbench.bench/1.1")
+    rows = compare_runs(load_bench(old), load_bench(new))
+    assert [(r.case.split(" B=")[0], r.verdict) for r in rows] == [
+        ("cpu float32 rnn", "same"),
+        ("cpu float32 gru", "only-in-new"),
+    ]
+    assert load_bench(new).results[1]["reset_after"] is True

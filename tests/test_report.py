@@ -1,7 +1,10 @@
 """``rnnbench report``: the files it writes, that the HTML needs no network, that every backend,
 machine and failure shows, that several machines merge grouped, and that schema versions are
-read or refused by the stated rule. The fixtures are a small real CPU run (trimmed, with a
-timed-out, a failed and a skipped result added) and a real ``rnnbench check --json``."""
+read or refused by the stated rule, and that results are grouped by cell. The fixtures are a
+small real CPU run of schema bench/1.0 (before cells; trimmed, with a timed-out, a failed and a
+skipped result added), a real ``rnnbench check --json`` of schema check/1.0, and, for the
+cells, a real ``rnnbench bench --cell all`` run of numpy and torch (torch refuses the
+reset-before GRU) and a real ``rnnbench check --cell all --h0`` of both (schema checks/1)."""
 
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import pytest
 from rnnbench.cli import main
 from rnnbench.report.build import write_report
 from rnnbench.report.model import gather, machine_label
-from rnnbench.report.results import ResultsFileError, load
+from rnnbench.report.results import BenchFile, CheckFile, CheckSet, ResultsFileError, load
 
 DATA = Path(__file__).parent / "data"
 BENCH = DATA / "bench_cpu_small.json"
 CHECK = DATA / "check_small.json"
+BENCH_CELLS = DATA / "bench_cells_small.json"
+CHECKS_CELLS = DATA / "checks_cells_small.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytest.importorskip("matplotlib", reason="the report's figures need matplotlib (rnnbench[bench])")
@@ -56,7 +61,8 @@ def test_report_files_exist(report: dict[str, Any]) -> None:
     names = {f.stem for f in figures}
     # the fixture sweeps T and H: both axes, per-step, efficiency, and the error plot
     assert any("seq_len" in n for n in names) and any("hidden_size" in n for n in names)
-    assert {"m0-per-step", "m0-efficiency-cpu-float32", "equivalence-error-per-step"} <= names
+    assert {"m0-rnn-per-step", "m0-rnn-efficiency-cpu-float32"} <= names
+    assert "equivalence-rnn-error-per-step" in names
     for f in figures:  # the Markdown links every figure it has
         assert f"figures/{f.name}" in report["md"]
 
@@ -151,7 +157,7 @@ def test_single_point_and_missing_axes(tmp_path: Path) -> None:
     md = out["markdown"].read_text(encoding="utf-8")
     assert "no time-vs-T plot" in md and "no time-vs-H plot" in md
     names = {f.stem for f in (tmp_path / "out" / "figures").glob("*.png")}
-    assert names == {"m0-per-step", "m0-efficiency-cpu-float32"}
+    assert names == {"m0-rnn-per-step", "m0-rnn-efficiency-cpu-float32"}
 
 
 def test_schema_rule(tmp_path: Path) -> None:
@@ -189,3 +195,107 @@ def test_palette_gives_each_backend_its_own_colour_and_each_variant_a_marker() -
     assert len({palette.color(b) for b in backends}) == len(backends)
     assert palette.color("jax [a]") == palette.color("jax")  # the same colour everywhere
     assert palette.marker("jax [a]") != palette.marker("jax [b]")
+
+
+# --- cells ------------------------------------------------------------------------------------
+
+
+def test_files_written_before_cells_read_as_rnn() -> None:
+    bench = load(BENCH)
+    assert isinstance(bench, BenchFile) and bench.schema == "rnnbench.bench/1"
+    assert bench.note is None  # an older minor is read without a note
+    assert {(r["cell"], r["reset_after"], r["nonlinearity"]) for r in bench.results} == {
+        ("rnn", None, "tanh")
+    }
+    check = load(CHECK)
+    assert isinstance(check, CheckFile) and check.spec == {} and check.cell == "rnn"
+    found = load(CHECKS_CELLS)
+    assert isinstance(found, CheckSet)
+    assert [c.cell for c in found.checks] == ["rnn", "lstm", "gru", "gru-reset-before"]
+    lstm = found.checks[1].rows[0]
+    assert 0 < lstm["c_n_max_abs"] < 1e-5  # an LSTM's final cell state is carried
+
+
+def test_checks_file_entries_are_checked(tmp_path: Path) -> None:
+    data = json.loads(CHECKS_CELLS.read_text())
+    data["checks"][1]["schema"] = "rnnbench.check/2"
+    with pytest.raises(ResultsFileError, match=r"checks\[1\].*another major version"):
+        load(_write(tmp_path / "major.json", data))
+    data["checks"][1] = {"schema": "rnnbench.bench/1.1", "rows": []}
+    with pytest.raises(ResultsFileError, match=r"checks\[1\]: schema rnnbench.bench/1.1"):
+        load(_write(tmp_path / "kind.json", data))
+    with pytest.raises(ResultsFileError, match="no 'checks' list"):
+        load(_write(tmp_path / "empty.json", {"schema": "rnnbench.checks/1"}))
+
+
+@pytest.fixture(scope="module")
+def cell_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A report of the cell fixtures, with the old single check file beside them."""
+    out = tmp_path_factory.mktemp("cells")
+    assert main(["report", str(BENCH_CELLS), str(CHECKS_CELLS), str(CHECK), "-o", str(out)]) == 0
+    return {
+        "dir": out,
+        "html": (out / "report.html").read_text(encoding="utf-8"),
+        "md": (out / "report.md").read_text(encoding="utf-8"),
+    }
+
+
+def _sections(page: str, level: int) -> dict[str, str]:
+    """Heading text -> the HTML up to the next heading of the same level or higher."""
+    parts = re.split(rf"<h([1-{level}])[^>]*>([^<]*)</h\1>", page)
+    return {parts[i + 1]: parts[i + 2] for i in range(1, len(parts) - 2, 3)}
+
+
+def test_report_groups_by_cell(cell_report: dict[str, Any]) -> None:
+    page = cell_report["html"]
+    machine, equivalence = page.split('<h2 id="equivalence"')
+    cells = ["rnn", "lstm", "gru", "gru-reset-before"]
+    titles = re.findall(r"<h3[^>]*>Cell: ([a-z-]+)", machine)
+    assert titles == cells  # one section per cell, in the usual order
+    assert re.findall(r"<h3[^>]*>Cell: ([a-z-]+)", equivalence) == cells
+    bench = json.loads(BENCH_CELLS.read_text())["results"]
+    sections = _sections(machine, 3)
+    for cell in cells:
+        body = next(v for k, v in sections.items() if k.startswith(f"Cell: {cell}"))
+        mine = [r for r in bench if r["cell"] == cell.split("-")[0] and
+                (r["reset_after"] is not False) == (cell != "gru-reset-before")]  # fmt: skip
+        # every case of this cell is here (4 sizes), none of another cell's
+        assert body.count("<h5>") == len({(r["seq_len"], r["hidden_size"]) for r in mine}) == 4
+        medians = {r["median_s"] for r in mine if r["status"] == "ok"}
+        others = {r["median_s"] for r in bench if r not in mine and r["status"] == "ok"}
+        from rnnbench.report.plots import fmt_time
+
+        shown = set(re.findall(r'<td class="num">([^<]*)</td>', body))
+        assert {fmt_time(m) for m in medians} <= shown
+        assert len(medians) == (8 if cell != "gru-reset-before" else 4)
+        assert others  # (sanity: there are other cells' results to leak)
+        if cell == "gru-reset-before":
+            assert "skipped: backend &#x27;torch&#x27;" in body and "reset gate after" in body
+    names = {f.stem for f in (cell_report["dir"] / "figures").glob("*.png")}
+    for cell in cells:
+        assert f"m0-{cell}-per-step" in names and f"m0-{cell}-efficiency-cpu-float32" in names
+        assert f"equivalence-{cell}-error-per-step" in names
+    # GFLOP/s counts the gates: an LSTM of the same sizes does 4x the work of an RNN
+    lstm = next(r for r in bench if r["cell"] == "lstm" and r["backend"] == "numpy")
+    rnn = next(
+        r for r in bench if r["cell"] == "rnn" and r["backend"] == "numpy"
+        and r["seq_len"] == lstm["seq_len"] and r["hidden_size"] == lstm["hidden_size"]
+    )  # fmt: skip
+    assert lstm["flops"] == 4 * rnn["flops"]
+
+
+def test_check_tables_per_cell(cell_report: dict[str, Any]) -> None:
+    equivalence = cell_report["html"].split('<h2 id="equivalence"')[1]
+    sections = _sections(equivalence, 3)
+    by_cell = {k.split(" ")[1]: v for k, v in sections.items() if k.startswith("Cell: ")}
+    # the old single check file (a vanilla RNN) sits with the new file's rnn check
+    assert by_cell["rnn"].count("<h4>") == 2
+    assert all(by_cell[c].count("<h4>") == 1 for c in ("lstm", "gru", "gru-reset-before"))
+    # the c_n column in the LSTM's table only
+    assert "c_n max abs" in by_cell["lstm"]
+    assert not any("c_n max abs" in by_cell[c] for c in ("rnn", "gru", "gru-reset-before"))
+    checks = json.loads(CHECKS_CELLS.read_text())["checks"]
+    c_n = checks[1]["rows"][0]["c_n_max_abs"]
+    assert f"{c_n:.2e}" in by_cell["lstm"]
+    assert "reset gate after the recurrent product" in by_cell["gru-reset-before"]
+    assert "5 equivalence check(s) (cells: rnn, lstm, gru, gru-reset-before)" in cell_report["md"]

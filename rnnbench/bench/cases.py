@@ -7,14 +7,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rnnbench.commands.common import cell_name as _cell_name
 from rnnbench.spec import RNNSpec
 
-# The fields that identify a case in a results file (resume matches on all of them).
+# The fields that identify a case in a results file (resume and `rnnbench compare` match on all
+# of them): the cell and its formula are part of it, so that runs of different cells never mix.
 KEY_FIELDS = (
     "backend",
     "variant",
     "device",
     "dtype",
+    "cell",
+    "reset_after",
+    "nonlinearity",
     "batch",
     "seq_len",
     "input_size",
@@ -23,6 +28,16 @@ KEY_FIELDS = (
     "bidirectional",
     "threads",
 )
+# What a record written before a field existed means (schema rnnbench.bench/1.0 had no cell:
+# every case was a vanilla tanh RNN).
+KEY_DEFAULTS: dict[str, Any] = {
+    "cell": "rnn",
+    "reset_after": None,
+    "nonlinearity": "tanh",
+    "layers": 1,
+    "bidirectional": False,
+    "threads": None,
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,14 @@ class BenchCase:
     layers: int = 1
     bidirectional: bool = False
     threads: int | None = None  # None: the library's default thread count
+    cell: str = "rnn"
+    reset_after: bool | None = None  # a GRU's formula; None (and True) for a GRU means after
+    nonlinearity: str = "tanh"  # the vanilla RNN's; gated cells are always "tanh"
+
+    def __post_init__(self) -> None:
+        # The spec checks the combination (relu on a gated cell, reset_after on an LSTM) and
+        # settles a GRU's reset_after, so that "gru" and "gru, reset_after=True" are one key.
+        object.__setattr__(self, "reset_after", self.spec.reset_after)
 
     @property
     def spec(self) -> RNNSpec:
@@ -46,11 +69,19 @@ class BenchCase:
             hidden_size=self.hidden_size,
             num_layers=self.layers,
             bidirectional=self.bidirectional,
+            nonlinearity=self.nonlinearity,  # type: ignore[arg-type]
+            cell=self.cell,
+            reset_after=self.reset_after,
         )
 
     @property
+    def cell_name(self) -> str:
+        """ "rnn", "lstm", "gru" or "gru-reset-before" (as ``--cell`` names it)."""
+        return _cell_name(self.cell, self.reset_after)
+
+    @property
     def flops(self) -> int:
-        """2·B·T·(I+H)·H per layer and direction (``RNNSpec.flops``)."""
+        """2·B·T·(I+H)·G·H per layer and direction, G the cell's gates (``RNNSpec.flops``)."""
         return self.spec.flops(self.batch, self.seq_len)
 
     def key(self) -> tuple[Any, ...]:
@@ -70,12 +101,19 @@ class BenchCase:
         return text
 
     def label(self) -> str:
-        return f"{self.backend}[{self.variant}] {self.device} {self.dtype} {self.size_label()}"
+        cell = self.cell_name + (f" {self.nonlinearity}" if self.nonlinearity != "tanh" else "")
+        return (
+            f"{self.backend}[{self.variant}] {self.device} {self.dtype} {cell} {self.size_label()}"
+        )
 
 
 def key_of(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The case key of a result record read back from a file."""
-    return tuple(record.get(f) for f in KEY_FIELDS)
+    """The case key of a result record read back from a file; fields an older record lacks take
+    what they meant then (``KEY_DEFAULTS``), and a GRU without reset_after is reset-after."""
+    values = {f: record.get(f, KEY_DEFAULTS.get(f)) for f in KEY_FIELDS}
+    if values["cell"] == "gru" and values["reset_after"] is None:
+        values["reset_after"] = True
+    return tuple(values[f] for f in KEY_FIELDS)
 
 
 def expand_cases(
@@ -85,22 +123,51 @@ def expand_cases(
     dtypes: Sequence[str],
     batches: Sequence[int],
     seq_lens: Sequence[int],
-    input_sizes: Sequence[int],
+    input_sizes: Sequence[int | None],
     hidden_sizes: Sequence[int],
     layers: Sequence[int] = (1,),
     bidirectional: Sequence[bool] = (False,),
     threads: Sequence[int | None] = (None,),
+    cells: Sequence[tuple[str, bool | None]] = (("rnn", None),),
+    nonlinearities: Sequence[str] = ("tanh",),
 ) -> list[BenchCase]:
     """The product of every option, grouped by (backend, variant, threads) so that one worker
-    process serves a whole group; within a group, sizes grow (small cases first)."""
-    out = []
+    process serves a whole group; within a group, by dtype and cell, then sizes grow (small
+    cases first). ``cells`` holds (cell, reset_after) pairs. ``nonlinearities`` are the vanilla
+    RNN's: gated cells have their own (sigmoid gates, tanh candidate), so each of their cases
+    is made once, with "tanh", whatever ``nonlinearities`` holds. An input size of None is the
+    case's hidden size (I = H, as DeepBench sizes its layers); a case that comes out twice
+    (e.g. sizes 32 and None with hidden 32) is made once."""
+    out: list[BenchCase] = []
+    seen: set[tuple[Any, ...]] = set()
     for (backend, variant), thr in itertools.product(backends_variants, threads):
-        for dtype, layer, bidi, hidden, inp, batch, seq in itertools.product(
-            dtypes, layers, bidirectional, hidden_sizes, input_sizes, batches, seq_lens
-        ):
-            out.append(
-                BenchCase(
-                    backend, variant, device, dtype, batch, seq, inp, hidden, layer, bidi, thr
+        for dtype, (cell, reset_after) in itertools.product(dtypes, cells):
+            for act, layer, bidi, hidden, inp, batch, seq in itertools.product(
+                nonlinearities if cell == "rnn" else ["tanh"],
+                layers,
+                bidirectional,
+                hidden_sizes,
+                input_sizes,
+                batches,
+                seq_lens,
+            ):
+                case = BenchCase(
+                    backend,
+                    variant,
+                    device,
+                    dtype,
+                    batch,
+                    seq,
+                    hidden if inp is None else inp,
+                    hidden,
+                    layer,
+                    bidi,
+                    thr,
+                    cell=cell,
+                    reset_after=reset_after,
+                    nonlinearity=act,
                 )
-            )
+                if case.key() not in seen:
+                    seen.add(case.key())
+                    out.append(case)
     return out

@@ -144,8 +144,12 @@ def teardown(arrays: Any) -> Reply:
     header: dict[str, Any] = {}
     cell = _state.get("cell")
     if cell is not None:
-        y, h_n = cell.fetch(_state["result"])
-        header["output_finite"] = bool(np.isfinite(y).all() and np.isfinite(h_n).all())
+        y, state = cell.fetch(_state["result"])
+        # the final state is one array, or an LSTM's (h_n, c_n): every part is checked
+        parts = state if isinstance(state, (tuple, list)) else (state,)
+        header["output_finite"] = bool(
+            np.isfinite(y).all() and all(np.isfinite(p).all() for p in parts)
+        )
         header["info"] = cell.info()
     header["runtime"] = runtime_info()
     _state.clear()

@@ -4,20 +4,27 @@ It is rewritten whole after every case, atomically (a temporary file in the same
 ``os.replace``), so that a crash or Ctrl-C at any moment leaves either the previous or the new
 complete file, never half of one. Opening an existing file resumes it: cases already measured
 (status "ok") are skipped; any other status is measured again and its record replaced.
+
+Schema 1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``, all part
+of the case key). A 1.0 file resumes as what it held, vanilla tanh RNNs: its records get those
+fields and the file is written back as 1.1.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.bench.cases import BenchCase, key_of
+from rnnbench.bench.cases import KEY_DEFAULTS, BenchCase, key_of
 from rnnbench.errors import RNNBenchError
 
-SCHEMA = "rnnbench.bench/1"
+SCHEMA = "rnnbench.bench/1.1"
+_MAJOR, _MINOR = 1, 1
+_SCHEMA_RE = re.compile(r"^rnnbench\.bench/(\d+)(?:\.(\d+))?$")
 
 # The fields every result carries (the issue's item 7); extra fields may follow.
 RESULT_FIELDS = (
@@ -26,6 +33,9 @@ RESULT_FIELDS = (
     "path",
     "device",
     "dtype",
+    "cell",
+    "reset_after",
+    "nonlinearity",
     "batch",
     "seq_len",
     "input_size",
@@ -44,6 +54,16 @@ RESULT_FIELDS = (
     "error",
 )
 STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
+
+
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Give a record of an older minor version the key fields it lacks (in place): a 1.0 record
+    was a vanilla tanh RNN."""
+    for key in ("cell", "reset_after", "nonlinearity"):
+        record.setdefault(key, KEY_DEFAULTS[key])
+    if record["cell"] == "gru" and record["reset_after"] is None:
+        record["reset_after"] = True
+    return record
 
 
 class ResultsFile:
@@ -68,15 +88,22 @@ class ResultsFile:
                 f"cannot resume from {path}: it is not a readable JSON file ({exc})",
                 "pass another --out, or move the file away",
             ) from exc
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        match = _SCHEMA_RE.match(found) if isinstance(found, str) else None
+        # An older minor of the same major only lacks fields, which take their defaults; a newer
+        # minor may key its cases on fields this rnnbench does not know, so it is not resumed.
+        if not (match and int(match.group(1)) == _MAJOR and int(match.group(2) or 0) <= _MINOR):
             raise RNNBenchError(
                 f"cannot resume from {path}: its schema is {found!r}, this rnnbench writes "
-                f"{SCHEMA!r}",
+                f"{SCHEMA!r} (and resumes rnnbench.bench/{_MAJOR}.0 to {_MAJOR}.{_MINOR})",
                 "pass another --out, or move the file away",
             )
         for key, empty in (("machine", {}), ("machines", {}), ("peak", {}), ("results", [])):
             data.setdefault(key, empty)
+        for record in data["results"]:
+            if isinstance(record, dict):
+                upgrade_record(record)
+        data["schema"] = SCHEMA
         return data
 
     @property
@@ -121,6 +148,7 @@ class ResultsFile:
                 fh.write("\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
             os.replace(tmp, self.path)
         except BaseException:
             if os.path.exists(tmp):

@@ -42,11 +42,14 @@ class BenchConfig:
     dtypes: Sequence[str] = ("float32",)
     batches: Sequence[int] = (32,)
     seq_lens: Sequence[int] = (100,)
-    input_sizes: Sequence[int] = (128,)
+    input_sizes: Sequence[int | None] = (128,)  # None: the hidden size (I = H)
     hidden_sizes: Sequence[int] = (256,)
     layers: Sequence[int] = (1,)
     bidirectional: Sequence[bool] = (False,)
     threads: Sequence[int | None] = (None,)
+    # (RNNSpec.cell, reset_after) pairs: ("rnn", None), ("lstm", None), ("gru", True/False)
+    cells: Sequence[tuple[str, bool | None]] = (("rnn", None),)
+    nonlinearities: Sequence[str] = ("tanh",)  # the vanilla RNN's; gated cells run tanh only
     min_time: float = 1.0  # seconds of timed calls per case
     min_rounds: int = 5
     max_rounds: int = 10_000  # caps the samples kept per case
@@ -195,6 +198,8 @@ class _Run:
             layers=c.layers,
             bidirectional=c.bidirectional,
             threads=c.threads,
+            cells=c.cells,
+            nonlinearities=c.nonlinearities,
         )
         return cases, skip
 
@@ -404,17 +409,11 @@ class _Run:
         self.reporter.start(len(cases), self.summary.already_done, self.config.out)
         worker: Worker | None = None
         group: tuple[Any, ...] | None = None
-        # A backend that cannot run a (variant, device, dtype) says so once: the rest of those
-        # cases are skipped with its reason, without starting a worker for each.
-        unavailable: dict[tuple[str, str, str, str], str] = {}
         try:
             for case in todo:
                 self.reporter.case_started(case)
-                where = (case.backend, case.variant, case.device, case.dtype)
                 if case.backend in skip:
                     rec = self.record(case, "skipped", skip[case.backend])
-                elif where in unavailable:
-                    rec = self.record(case, "skipped", unavailable[where])
                 else:
                     self.peak(case)
                     key = (case.backend, case.variant, case.threads)
@@ -426,9 +425,11 @@ class _Run:
                         worker = Worker(case.backend, {**info.env, **thread_env(case.threads)})
                         group = key
                     rec = self.measure(worker, case, backend_info(case.backend))
-                    if rec["status"] == "skipped":
-                        unavailable[where] = rec["error"]
-                    if rec["status"] != "ok":  # a fresh worker for the next case
+                    # A refusal ("skipped": BackendUnavailableError from setup, e.g. torch has
+                    # no reset-before GRU) leaves the worker sound, and the next case asks it
+                    # again, so that each skip names its own case. Any other failure gets a
+                    # fresh worker for the next case.
+                    if rec["status"] not in ("ok", "skipped"):
                         worker.kill()
                         worker.close()
                         worker = None

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rnnbench.bench.progress import format_seconds
+from rnnbench.commands.common import cell_name
 
 
 def format_table(data: dict[str, Any]) -> str:
@@ -14,6 +15,7 @@ def format_table(data: dict[str, Any]) -> str:
         "backend",
         "variant",
         "dev",
+        "cell",
         "B",
         "T",
         "I",
@@ -35,6 +37,7 @@ def format_table(data: dict[str, Any]) -> str:
                 r["backend"],
                 r["variant"],
                 r["device"],
+                _cell(r),
                 r["batch"],
                 r["seq_len"],
                 r["input_size"],
@@ -61,6 +64,12 @@ def format_table(data: dict[str, Any]) -> str:
             why = str(peak.get("error")).splitlines()[0]
             lines.append(f"peak {key}: not measured ({why})")
     return "\n".join(lines)
+
+
+def _cell(record: dict[str, Any]) -> str:
+    """The record's cell as --cell names it (a 1.0 record has none: a vanilla RNN)."""
+    name = cell_name(record.get("cell", "rnn"), record.get("reset_after"))
+    return name + (" relu" if record.get("nonlinearity", "tanh") != "tanh" else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from rnnbench.commands.common import add_backend_option, comma_list
+from rnnbench.commands.common import add_backend_option, add_cell_option, comma_list
 
 HELP = "time every backend (each in a worker process of its own) over a sweep of sizes"
 
 EPILOG = """\
-Every size option takes a comma list; the run is their product. Each finished case is written
-to --out at once; running again with the same --out resumes (cases with status "ok" are
-skipped). Exit status: 0 every case measured (or skipped with a reason, e.g. a missing
-library) and at least one measured; 1 a case failed or timed out (every other result is kept);
-3 nothing could be measured (e.g. --device cuda on a machine without CUDA: every case is
-recorded as skipped with the reason); 2 a usage error; 130 interrupted (Ctrl-C; finished cases
-are kept)."""
+Every size option, --cell and --nonlinearity take a comma list; the run is their product
+(--nonlinearity is the rnn cell's: an lstm or gru case runs once, with its own sigmoid gates
+and tanh candidate). The cell is part of every result's key, so that resumed and compared
+runs never mix cells. A backend that cannot compute a cell (torch has no reset-before GRU)
+records those cases as "skipped" with the reason, and the sweep goes on. GFLOP/s counts the
+matrix products of every gate: 2*B*T*(I+H)*G*H per layer and direction, G = 1 (rnn), 4
+(lstm), 3 (gru).
+
+Each finished case is written to --out at once; running again with the same --out resumes
+(cases with status "ok" are skipped). Exit status: 0 every case measured (or skipped with a
+reason, e.g. a missing library) and at least one measured; 1 a case failed or timed out
+(every other result is kept); 3 nothing could be measured (e.g. --device cuda on a machine
+without CUDA: every case is recorded as skipped with the reason); 2 a usage error; 130
+interrupted (Ctrl-C; finished cases are kept)."""
 
 
 def _bool(text: str) -> bool:
@@ -27,10 +34,23 @@ def _bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def input_size(text: str) -> int | None:
+    """An input size, or None for "hidden" (the case's own hidden size)."""
+    return None if text.strip().lower() == "hidden" else int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_backend_option(parser)
+    add_cell_option(parser)
+    parser.add_argument(
+        "--nonlinearity",
+        type=comma_list(str),
+        default=["tanh"],
+        help="comma list: tanh,relu (default tanh); the rnn cell's only, lstm and gru have "
+        "their own",
+    )
     parser.add_argument(
         "--variants",
         type=comma_list(str),
@@ -41,7 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size = comma_list(int)
     parser.add_argument("--batch", type=size, default=[32], help="comma list (default 32)")
     parser.add_argument("--seq-len", type=size, default=[100], help="comma list (default 100)")
-    parser.add_argument("--input-size", type=size, default=[128], help="comma list (default 128)")
+    parser.add_argument(
+        "--input-size",
+        type=comma_list(input_size),  # type: ignore[arg-type]
+        default=[128],
+        help="comma list (default 128); 'hidden' is each case's hidden size (I = H, as "
+        "DeepBench sizes its layers)",
+    )
     parser.add_argument("--hidden-size", type=size, default=[256], help="comma list (default 256)")
     parser.add_argument("--layers", type=size, default=[1], help="comma list (default 1)")
     parser.add_argument(
@@ -111,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     from rnnbench.bench.progress import make_reporter
     from rnnbench.errors import SpecError
 
+    for act in args.nonlinearity:
+        if act not in ("tanh", "relu"):
+            raise SpecError(f"unknown --nonlinearity {act!r}", "use tanh, relu or tanh,relu")
     for name in ("min_time", "timeout", "warmup"):
         if getattr(args, name) < 0:
             raise SpecError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -131,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         layers=args.layers,
         bidirectional=args.bidirectional,
         threads=args.threads or [None],
+        cells=args.cell,
+        nonlinearities=args.nonlinearity,
         min_time=args.min_time,
         min_rounds=args.min_rounds,
         max_rounds=args.max_rounds,

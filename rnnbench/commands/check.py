@@ -1,23 +1,52 @@
-"""``rnnbench check``: every backend against the float64 reference on one case."""
+"""``rnnbench check``: every backend against the float64 reference, one case per cell."""
 
 from __future__ import annotations
 
 import argparse
 
-from rnnbench.commands.common import add_backend_option, comma_list
+from rnnbench.commands.common import (
+    add_backend_option,
+    add_cell_option,
+    cell_name,
+    comma_list,
+)
 
 HELP = "compare every backend's output with the float64 NumPy reference; exit 1 if one differs"
 
+# The file `--json` writes: {"schema": CHECKS_SCHEMA, "checks": [one check result per cell]},
+# each check result as `rnnbench.compare` writes it (schema rnnbench.check/1.x). A list of them,
+# so that one run of several cells is one file; `rnnbench report` reads it and the older
+# single-result files alike.
+CHECKS_SCHEMA = "rnnbench.checks/1"
+
+EPILOG = """\
+One table per cell. --cell takes a comma list, e.g. `--cell lstm,gru,gru-reset-before` checks
+both GRU formulas in one run; every cell gets the same sizes, seed and dtypes. An LSTM is
+checked on its output, h_n and c_n (the table's c_n column). --h0 starts from a random
+initial state: (h0, c0) for an LSTM. A backend that cannot compute a cell (torch has no
+reset-before GRU) is listed as skipped with the reason. --json FILE writes every cell's result
+into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.1
+result). Exit status: 0 every backend passed or was skipped, 1 a backend failed or broke in
+some cell, 2 a usage error."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_backend_option(parser)
+    add_cell_option(parser)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=50)
     parser.add_argument("--input-size", type=int, default=8)
     parser.add_argument("--hidden-size", type=int, default=16)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--bidirectional", action="store_true")
-    parser.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
+    parser.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default="tanh",
+        help="the rnn cell's (default tanh); lstm and gru have their own",
+    )
     parser.add_argument("--no-bias", action="store_true", help="a layer without biases")
     parser.add_argument(
         "--dtype", type=comma_list(str), default=["float32"], help="comma list: float32,float64"
@@ -30,8 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="rescale W_hh to this spectral norm (<1 contractive, >1 expansive)",
     )
-    parser.add_argument("--h0", action="store_true", help="start from a random initial state")
-    parser.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    parser.add_argument(
+        "--h0",
+        action="store_true",
+        help="start from a random initial state ((h0, c0) for an lstm)",
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write every cell's comparison as JSON (one file)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,32 +76,51 @@ def run(args: argparse.Namespace) -> int:
 
     from rnnbench.compare import compare
     from rnnbench.spec import RNNSpec
+    from rnnbench.state import from_tuple
     from rnnbench.weights import RNNWeights
 
-    spec = RNNSpec(
-        input_size=args.input_size,
-        hidden_size=args.hidden_size,
-        num_layers=args.layers,
-        bidirectional=args.bidirectional,
-        nonlinearity=args.nonlinearity,
-        bias=not args.no_bias,
-    )
-    weights = RNNWeights.random(
-        spec, seed=args.seed, dtype="float64", recurrent_norm=args.recurrent_norm
-    )
-    rng = np.random.default_rng(args.seed + 1)
-    x = rng.standard_normal((args.batch, args.seq_len, args.input_size))
-    h0 = None
-    if args.h0:
-        h0 = rng.uniform(
-            -1, 1, (spec.num_layers * spec.num_directions, args.batch, spec.hidden_size)
+    # Every spec first: a wrong size fails before any backend runs.
+    specs = [
+        RNNSpec(
+            input_size=args.input_size,
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+            bidirectional=args.bidirectional,
+            nonlinearity=args.nonlinearity if cell == "rnn" else "tanh",
+            bias=not args.no_bias,
+            cell=cell,
+            reset_after=reset_after,
         )
-    result = compare(weights, x, h0, args.backends, dtypes=args.dtype, device=args.device)
-    print(result.table())
-    for row in result.rows:
-        if row.status in ("fail", "error"):
-            print(f"\n{row.backend} ({row.dtype}): {row.reason}; tolerance {row.tolerance}")
+        for cell, reset_after in args.cell
+    ]
+    results = []
+    for i, spec in enumerate(specs):
+        weights = RNNWeights.random(
+            spec, seed=args.seed, dtype="float64", recurrent_norm=args.recurrent_norm
+        )
+        rng = np.random.default_rng(args.seed + 1)
+        x = rng.standard_normal((args.batch, args.seq_len, args.input_size))
+        h0 = None
+        if args.h0:
+            shape = (spec.num_layers * spec.num_directions, args.batch, spec.hidden_size)
+            h0 = from_tuple(spec, tuple(rng.uniform(-1, 1, shape) for _ in spec.state_names))
+        result = compare(weights, x, h0, args.backends, dtypes=args.dtype, device=args.device)
+        results.append(result)
+        if i:
+            print()
+        print(result.table())
+        for row in result.rows:
+            if row.status in ("fail", "error"):
+                print(f"\n{row.backend} ({row.dtype}): {row.reason}; tolerance {row.tolerance}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(result.to_dict(), fh, indent=2)
-    return 0 if result.passed else 1
+            json.dump(
+                {"schema": CHECKS_SCHEMA, "checks": [r.to_dict() for r in results]}, fh, indent=2
+            )
+    if len(results) > 1:
+        bad = [cell_name(*cell) for cell, r in zip(args.cell, results) if not r.passed]
+        print(
+            f"\n{len(results)} cells checked: "
+            + (f"a backend differs in {', '.join(bad)}" if bad else "no backend differs")
+        )
+    return 0 if all(r.passed for r in results) else 1

@@ -24,9 +24,12 @@ from rnnbench.report.document import (
     to_markdown,
 )
 from rnnbench.report.model import (
+    CELL_TITLES,
     MachineGroup,
     ReportData,
     case_title,
+    cell_of,
+    cell_order,
     flatten,
     gather,
     gflops_of,
@@ -111,10 +114,15 @@ def _summary(data: ReportData) -> str:
     n_results = sum(len(g.results) for g in data.machines)
     n_bad = sum(1 for g in data.machines for r in g.results if not is_ok(r))
     bad = f", {n_bad} of them not measured (failed, timed out or skipped: see why below)"
+    cells = cell_order(cell_of(r) for g in data.machines for r in g.results)
+    checked = cell_order(c.cell for c in data.checks)
     return (
         f"{n_results} benchmark result(s) on {len(data.machines)} machine(s)"
+        + (f" (cells: {', '.join(cells)})" if cells else "")
         + (bad if n_bad else "")
-        + f"; {len(data.checks)} equivalence check(s)."
+        + f"; {len(data.checks)} equivalence check(s)"
+        + (f" (cells: {', '.join(checked)})" if checked else "")
+        + "."
     )
 
 
@@ -159,9 +167,35 @@ def _machine_blocks(
         )
     else:
         blocks.append(Para("No peak was recorded: efficiencies are not available."))
-    notes = list(group.notes)
+    if group.notes:
+        blocks.append(Notes("Notes", list(group.notes)))
+    # One section per cell: an LSTM call does four times the work of a vanilla one of the same
+    # sizes, so figures and tables never mix cells.
+    for cell, part in group.by_cell():
+        blocks += _cell_blocks(cell, part, f"{prefix}-{_slug(cell)}", palette, drawn, figures)
+    return blocks
+
+
+def _cell_blocks(
+    cell: str,
+    group: MachineGroup,
+    prefix: str,
+    palette: Palette,
+    drawn: FigureSet,
+    figures: bool,
+) -> list[Block]:
+    n_bad = sum(1 for r in group.results if not is_ok(r))
+    blocks: list[Block] = [
+        Heading(3, f"Cell: {CELL_TITLES.get(cell, cell)}", _slug(prefix)),
+        Para(
+            f"{len(group.results)} result(s), {len(group.cases())} case(s)"
+            + (f", {n_bad} not measured" if n_bad else "")
+            + "."
+        ),
+    ]
+    notes: list[str] = []
     if figures:
-        blocks.append(Heading(3, "Figures"))
+        blocks.append(Heading(4, f"Figures · {cell}"))
         found = [
             _try(lambda: _sweep(group, "seq_len", palette, prefix, "time-vs-T")),
             _try(lambda: _sweep(group, "hidden_size", palette, prefix, "time-vs-H")),
@@ -173,9 +207,9 @@ def _machine_blocks(
             notes += f.notes
     if notes:
         blocks.append(Notes("Notes", notes))
-    blocks.append(Heading(3, "Results per case"))
+    blocks.append(Heading(4, f"Results per case · {cell}"))
     for key, results in group.cases():
-        blocks.append(Heading(4, case_title(key)))
+        blocks.append(Heading(5, case_title(key)))
         blocks.append(_case_table(results))
     return blocks
 
@@ -253,31 +287,50 @@ def _check_blocks(
     blocks: list[Block] = [Heading(2, "Equivalence with the float64 reference", "equivalence")]
     blocks.append(
         Para(
-            "Each backend's output against NumPy in float64 on the same weights and input: the "
-            "largest absolute and relative error over every step, batch element and feature, "
-            "and the verdict against the tolerance for the dtype and sequence length."
+            "Each backend's output against NumPy in float64 on the same weights and input, one "
+            "section per cell: the largest absolute and relative error over every step, batch "
+            "element and feature, the error of the final state (h_n, and c_n for an LSTM), and "
+            "the verdict against the tolerance for the dtype and sequence length."
         )
     )
+    for cell in cell_order(c.cell for c in checks):
+        blocks += _check_cell_blocks(
+            cell, [c for c in checks if c.cell == cell], palette, drawn, figures
+        )
+    return blocks
+
+
+def _check_cell_blocks(
+    cell: str, checks: list[CheckFile], palette: Palette, drawn: FigureSet, figures: bool
+) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(3, f"Cell: {CELL_TITLES.get(cell, cell)}", f"equivalence-{_slug(cell)}")
+    ]
     if figures:
         from rnnbench.report.plots import error_figure
 
-        found = _try(lambda: error_figure(checks, palette))
+        found = _try(lambda: error_figure(checks, palette, f"equivalence-{_slug(cell)}"))
         _add_figures(blocks, drawn, found)
         if found.notes:
             blocks.append(Notes("Notes", found.notes))
-    headers = [
-        "backend",
-        "dtype",
-        "device",
-        "status",
-        "max abs",
-        "max rel",
-        "h_n max abs",
-        "first bad step",
-        "tolerance",
-        "path",
-    ]
     for check in checks:
+        # an LSTM's final state is a pair: its cell state c_n gets a column of its own
+        lstm = check.spec.get("cell") == "lstm" or any(
+            math.isfinite(r.get("c_n_max_abs", math.nan)) for r in check.rows
+        )
+        headers = [
+            "backend",
+            "dtype",
+            "device",
+            "status",
+            "max abs",
+            "max rel",
+            "h_n max abs",
+            *(["c_n max abs"] if lstm else []),
+            "first bad step",
+            "tolerance",
+            "path",
+        ]
         blocks.append(Heading(4, f"{check.case} · T={check.seq_len}"))
         blocks.append(Para(f"From `{check.path}`.", "meta"))
         blocks.append(_pivot(check))
@@ -298,13 +351,14 @@ def _check_blocks(
                     fmt_num(r["max_abs"], ".2e"),
                     fmt_num(r["max_rel"], ".2e"),
                     fmt_num(r["h_n_max_abs"], ".2e"),
+                    *([fmt_num(r.get("c_n_max_abs"), ".2e")] if lstm else []),
                     "-" if bad is None else str(bad),
                     str(r.get("tolerance") or "-"),
                     str(r.get("path") or "-"),
                 ]
             )
             css.append(_status_css(str(r["status"])))
-        blocks.append(Table(headers, rows, css, numeric={4, 5, 6}))
+        blocks.append(Table(headers, rows, css, numeric={4, 5, 6, 7} if lstm else {4, 5, 6}))
     return blocks
 
 

@@ -108,6 +108,7 @@ h1 { font-size: 1.7em; margin: 0.2em 0 0.4em; }
 h2 { font-size: 1.35em; margin-top: 2em; padding-bottom: 0.2em; border-bottom: 2px solid #d0d7de; }
 h3 { font-size: 1.1em; margin-top: 1.6em; }
 h4 { font-size: 1em; margin: 1.4em 0 0.4em; color: #30363d; }
+h5 { font-size: 0.95em; margin: 1.2em 0 0.3em; color: #30363d; }
 p.meta { color: #57606a; font-size: 0.9em; }
 table { border-collapse: collapse; margin: 0.4em 0 1em; font-size: 0.86em; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }

@@ -1,23 +1,47 @@
 """What a report shows, gathered from results files before anything is drawn or written: bench
-results grouped by machine and by case, equivalence results, and notes on what was left out."""
+results grouped by machine, by cell and by case, equivalence results, and notes on what was
+left out."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnbench.commands.common import CELL_CHOICES, cell_name
 from rnnbench.report.results import (
     CASE_KEYS,
     BenchFile,
     CheckFile,
+    CheckSet,
     case_key,
     is_ok,
     load,
     run_key,
 )
+
+# How a report names each cell in its headings (the key is the --cell name).
+CELL_TITLES = {
+    "rnn": "rnn (vanilla RNN)",
+    "lstm": "lstm",
+    "gru": "gru (reset gate after the recurrent product: PyTorch, cuDNN, Keras' default)",
+    "gru-reset-before": "gru-reset-before (reset gate before the product: TF1 GRUCell, Keras "
+    "reset_after=False)",
+}
+
+
+def cell_of(result: dict[str, Any]) -> str:
+    """A bench result's cell as --cell names it ("rnn" for a file written before cells)."""
+    return cell_name(str(result.get("cell") or "rnn"), result.get("reset_after"))
+
+
+def cell_order(names: Iterable[str]) -> list[str]:
+    """Cells in the order rnn, lstm, gru, gru-reset-before (any other name after them)."""
+    known = list(CELL_CHOICES)
+    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
 @dataclass
@@ -37,6 +61,20 @@ class MachineGroup:
         for r in self.results:
             out.setdefault(case_key(r), []).append(r)
         return list(out.items())
+
+    def by_cell(self) -> list[tuple[str, MachineGroup]]:
+        """(cell name, this machine's results of that cell), cells in their usual order. Each
+        part keeps the machine and its peaks, so that figures and tables draw from it alone."""
+        names = cell_order(cell_of(r) for r in self.results)
+        return [
+            (
+                name,
+                dataclasses.replace(
+                    self, results=[r for r in self.results if cell_of(r) == name], notes=[]
+                ),
+            )
+            for name in names
+        ]
 
 
 @dataclass
@@ -59,6 +97,9 @@ def gather(paths: Sequence[str | Path]) -> ReportData:
             notes.append(f"{found.path}: {found.note}")
         if isinstance(found, CheckFile):
             checks.append(found)
+            continue
+        if isinstance(found, CheckSet):
+            checks.extend(found.checks)
             continue
         _add_bench(groups, found)
     for group in groups.values():
@@ -289,6 +330,8 @@ def case_title(key: tuple[Any, ...]) -> str:
         text += " · bidirectional"
     if c.get("threads") is not None:
         text += f" · {c['threads']} threads"
+    if c.get("nonlinearity", "tanh") != "tanh":
+        text += f" · {c['nonlinearity']}"
     return text
 
 
@@ -298,7 +341,8 @@ def series_label(result: dict[str, Any]) -> str:
 
 
 def flops(result: dict[str, Any]) -> float:
-    """FLOPs of one call: 2·B·T·(I+H)·H per layer and direction (layer k>0 reads dirs·H)."""
+    """FLOPs of one call: 2·B·T·(I+H)·G·H per layer and direction (layer k>0 reads dirs·H; G
+    gate blocks: 1 rnn, 4 lstm, 3 gru), as recorded or else computed from the case."""
     from rnnbench.spec import RNNSpec
 
     recorded = result.get("flops", math.nan)
@@ -310,6 +354,8 @@ def flops(result: dict[str, Any]) -> float:
         hidden_size=int(result["hidden_size"]),
         num_layers=int(result.get("layers") or 1),
         bidirectional=bool(result.get("bidirectional")),
+        cell=str(result.get("cell") or "rnn"),
+        reset_after=result.get("reset_after"),
     )
     return float(spec.flops(int(result["batch"]), int(result["seq_len"])))
 

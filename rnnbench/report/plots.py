@@ -14,6 +14,8 @@ from typing import Any
 from rnnbench.report.model import (
     MachineGroup,
     case_title,
+    cell_of,
+    cell_order,
     flops,
     peak_for,
     peak_gflops,
@@ -118,6 +120,12 @@ def _size_ticks(ax: Any, values: Sequence[int]) -> None:
     ax.set_xticks(ticks, [str(v) for v in ticks])
 
 
+def _cell_prefix(rows: Sequence[dict[str, Any]]) -> str:
+    """ "lstm · " for results of one cell, so that a figure seen alone still names its cell."""
+    cells = cell_order(cell_of(r) for r in rows)
+    return f"{', '.join(cells)} · " if cells else ""
+
+
 def fmt_time(seconds: float, digits: int = 3) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
@@ -183,7 +191,7 @@ def sweep_figures(
         _fmt_seconds_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        title = f"Time against {_AXIS_NAMES[axis]} · {fixed}"
+        title = f"{_cell_prefix(rows)}Time against {_AXIS_NAMES[axis]} · {fixed}"
         ax.set_title(title, fontsize=10)
         n_values = len({r[axis] for r in rows})
         caption = "error bars: interquartile range" + (
@@ -237,6 +245,8 @@ def _fixed_label(fixed: dict[str, Any], also: Sequence[str]) -> str:
         parts.append("I=H")
     if fixed.get("bidirectional"):
         parts.append("bidir")
+    if fixed.get("nonlinearity", "tanh") != "tanh":
+        parts.append(str(fixed["nonlinearity"]))
     if fixed.get("threads") is not None:
         parts.append(f"threads={fixed['threads']}")
     return " ".join(parts)
@@ -285,7 +295,7 @@ def per_step_figure(group: MachineGroup, palette: Palette, prefix: str) -> Figur
     _fmt_seconds_axis(ax, "x")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.legend(fontsize=7, loc="outside lower center", ncols=min(len(keys), 2))
-    title = "Time per step at the smallest sizes"
+    title = f"{_cell_prefix(ok)}Time per step at the smallest sizes"
     ax.set_title(title, fontsize=10)
     out.figures.append(Figure(f"{prefix}-per-step", title, _png(fig), "shorter is better"))
     return out
@@ -321,7 +331,7 @@ def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> Fig
         ax.axhline(100, color="black", linewidth=0.8, linestyle="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("FLOPs per call (2·B·T·(I+H)·H per layer and direction)")
+        ax.set_xlabel("FLOPs per call (2·B·T·(I+H)·G·H per layer and direction, G gates)")
         ax.set_ylabel("% of measured GEMM peak")
         from matplotlib.ticker import FuncFormatter
 
@@ -333,7 +343,8 @@ def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> Fig
             f"peak {peak_gflops(peak):.4g} GFLOP/s" if peak is not None else "peak not recorded"
         )
         title = (
-            f"Efficiency against the measured peak · {dev_dtype[0]} {dev_dtype[1]} ({peak_text})"
+            f"{_cell_prefix(chosen)}Efficiency against the measured peak · {dev_dtype[0]} "
+            f"{dev_dtype[1]} ({peak_text})"
         )
         ax.set_title(title, fontsize=10)
         out.figures.append(
@@ -350,9 +361,12 @@ def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> Fig
 # --- equivalence: error against time step ---------------------------------------------------
 
 
-def error_figure(checks: Sequence[CheckFile], palette: Palette) -> FigureSet:
+def error_figure(
+    checks: Sequence[CheckFile], palette: Palette, name: str = "equivalence"
+) -> FigureSet:
     """Max absolute error against the float64 reference at each time step, for the longest
-    sequence checked: drift that grows with t shows here, a layout bug shows at t=0."""
+    sequence checked (of one cell: the report draws one per cell, named ``{name}-error-per-
+    step``): drift that grows with t shows here, a layout bug shows at t=0."""
     out = FigureSet()
     with_steps = [c for c in checks if any(r.get("error_per_step") for r in c.rows)]
     if not with_steps:
@@ -384,10 +398,10 @@ def error_figure(checks: Sequence[CheckFile], palette: Palette) -> FigureSet:
     ax.set_ylabel("max |y - y_ref| at step t")
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(fontsize=7, ncols=4, loc="outside lower center")
-    title = f"Error against time step · {check.case}, T={check.seq_len}"
+    title = f"{check.cell} · Error against time step · {check.case}, T={check.seq_len}"
     ax.set_title(title, fontsize=10)
     caption = "solid: float32, dashed: float64"
     if exact:
         caption += f"; exact at every step (drawn at {floor:g}): {', '.join(exact)}"
-    out.figures.append(Figure("equivalence-error-per-step", title, _png(fig), caption))
+    out.figures.append(Figure(f"{name}-error-per-step", title, _png(fig), caption))
     return out

@@ -1,5 +1,6 @@
 """Reading result files: bench results (``rnnbench bench --out``) and equivalence results
-(``rnnbench check --json``), told apart by their ``schema`` field.
+(``rnnbench check --json``: one check per cell, or one check in files of schema check/1.x
+written before cells), told apart by their ``schema`` field.
 
 Schema versions are ``rnnbench.<kind>/<major>[.<minor>]`` (``/1`` means ``/1.0``). The rule:
 a file is read when its kind is known and its major version is the one this rnnbench reads.
@@ -7,6 +8,11 @@ Minor versions only ever *add* fields, so any minor of the same major is read: f
 file lacks take their defaults, fields a newer file adds are ignored. A different major version,
 an unknown kind, or a file without a schema is refused with a message that says which versions
 are read. Required fields (the ones every minor has) must be present in every result.
+
+bench/1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``): a 1.0
+result is a vanilla tanh RNN. check/1.1 added the spec (and with it the cell) and the LSTM's
+``c_n_max_abs``: a 1.0 check is of a vanilla RNN. ``rnnbench.checks/1`` is a list of check
+results (``{"checks": [...]}``), each read as a check file of its own.
 """
 
 from __future__ import annotations
@@ -18,18 +24,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnbench.bench.cases import KEY_FIELDS
+from rnnbench.bench.cases import KEY_DEFAULTS, KEY_FIELDS
+from rnnbench.commands.common import cell_name
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
-READS: dict[str, tuple[int, int]] = {"bench": (1, 0), "check": (1, 0)}
+READS: dict[str, tuple[int, int]] = {"bench": (1, 1), "check": (1, 1), "checks": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
 # the fields that identify a benchmark case (everything but the backend that ran it); threads
 # None means the library's default thread count
 CASE_KEYS = tuple(k for k in KEY_FIELDS if k not in ("backend", "variant"))
-BENCH_REQUIRED = ("backend", *CASE_KEYS[:-1], "median_s", "status")
+# what every minor of bench/1 has; the key fields added later take KEY_DEFAULTS
+BENCH_REQUIRED = (
+    "backend",
+    *(k for k in CASE_KEYS if k not in KEY_DEFAULTS),
+    "layers",
+    "bidirectional",
+    "median_s",
+    "status",
+)
 # optional fields and their defaults (absent in older minors, or when a run failed)
 BENCH_DEFAULTS: dict[str, Any] = {
     "variant": "default",
@@ -43,6 +58,8 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "efficiency": math.nan,
     "error": None,
     "nonlinearity": "tanh",
+    "cell": "rnn",
+    "reset_after": None,
     "threads": None,
     "q1_s": math.nan,
     "q3_s": math.nan,
@@ -73,7 +90,8 @@ class BenchFile:
 
 @dataclass
 class CheckFile:
-    """One ``rnnbench check --json`` file."""
+    """One equivalence check (one case, one cell): a ``rnnbench check --json`` file of schema
+    check/1.x, or one entry of a checks/1 file."""
 
     path: str
     schema: str
@@ -82,6 +100,25 @@ class CheckFile:
     seq_len: int | None
     rows: list[dict[str, Any]]
     machine: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # empty in check/1.0 files
+
+    @property
+    def cell(self) -> str:
+        """The cell as ``--cell`` names it; a check/1.0 file (no spec) checked a vanilla RNN."""
+        return cell_name(
+            str(self.spec.get("cell") or "rnn"),
+            self.spec.get("reset_after"),
+        )
+
+
+@dataclass
+class CheckSet:
+    """A ``rnnbench check --json`` file of schema checks/1: one check per cell."""
+
+    path: str
+    schema: str
+    checks: list[CheckFile]
     note: str | None = None
 
 
@@ -120,8 +157,8 @@ def check_version(kind: str, major: int, minor: int, path: str) -> str | None:
     return None
 
 
-def load(path: str | Path) -> BenchFile | CheckFile:
-    """Read one results file of either kind."""
+def load(path: str | Path) -> BenchFile | CheckFile | CheckSet:
+    """Read one results file of any kind."""
     name = str(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -139,6 +176,8 @@ def load(path: str | Path) -> BenchFile | CheckFile:
     note = check_version(kind, major, minor, name)
     if kind == "bench":
         return _bench(data, name, note)
+    if kind == "checks":
+        return _check_set(data, name, note)
     return _check(data, name, note)
 
 
@@ -168,6 +207,8 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
                 "the file is damaged or not written by `rnnbench bench`",
             )
         row = {**BENCH_DEFAULTS, **item}
+        if row["cell"] == "gru" and row["reset_after"] is None:
+            row["reset_after"] = True  # a GRU's None means PyTorch's formula (RNNSpec's rule)
         for key in (
             "median_s",
             "iqr_s",
@@ -205,7 +246,7 @@ def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
         if missing:
             raise ResultsFileError(f"{path}: rows[{i}] lacks {', '.join(missing)}", None)
         row = dict(item)
-        for key in ("max_abs", "max_rel", "h_n_max_abs"):
+        for key in ("max_abs", "max_rel", "h_n_max_abs", "c_n_max_abs"):
             row[key] = _num(row.get(key))
         row["error_per_step"] = [_num(v) for v in row.get("error_per_step") or []]
         rows.append(row)
@@ -218,7 +259,27 @@ def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
         rows=rows,
         machine=dict(data.get("machine") or {}),
         note=note,
+        spec=dict(data.get("spec") or {}),
     )
+
+
+def _check_set(data: dict[str, Any], path: str, note: str | None) -> CheckSet:
+    raw = data.get("checks")
+    if not isinstance(raw, list):
+        raise ResultsFileError(f"{path}: no 'checks' list", "rerun `rnnbench check --json`")
+    checks = []
+    for i, item in enumerate(raw):
+        where = f"{path} checks[{i}]"
+        if not isinstance(item, dict):
+            raise ResultsFileError(f"{where}: not an object", None)
+        kind, major, minor = parse_schema(item.get("schema"), where)
+        if kind != "check":
+            raise ResultsFileError(
+                f"{where}: schema rnnbench.{kind}/{major}.{minor}, expected rnnbench.check/1.x",
+                "the file is damaged or not written by `rnnbench check`",
+            )
+        checks.append(_check(item, path, check_version(kind, major, minor, where) or note))
+    return CheckSet(path=path, schema=str(data["schema"]), checks=checks, note=note)
 
 
 def _num(value: Any) -> float:

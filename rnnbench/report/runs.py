@@ -1,6 +1,8 @@
 """Comparing two benchmark runs case by case, with the noise taken into account.
 
-A case is matched on backend, variant, device, dtype and every size. For each pair the ratio of
+A case is matched on backend, variant, device, dtype, cell (with a GRU's formula and a vanilla
+RNN's nonlinearity) and every size: an LSTM result is never judged against a GRU one. A file
+written before cells (schema bench/1.0) holds vanilla tanh RNNs. For each pair the ratio of
 medians new/old is computed, and a verdict is given:
 
 - ``same``: the ratio lies within the threshold (by default 5%: 1/1.05 <= ratio <= 1.05), whether
@@ -21,6 +23,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rnnbench.commands.common import cell_name
 from rnnbench.report.results import BenchFile, is_ok, run_key
 from rnnbench.report.stats import mann_whitney_u
 
@@ -49,8 +52,11 @@ class CaseComparison:
 def describe_case(result: dict[str, Any]) -> str:
     dirs = " bidir" if result.get("bidirectional") else ""
     layers = result.get("layers", 1)
+    cell = cell_name(str(result.get("cell") or "rnn"), result.get("reset_after"))
+    if result.get("nonlinearity", "tanh") != "tanh":
+        cell += f" {result['nonlinearity']}"
     return (
-        f"{result['device']} {result['dtype']} B={result['batch']} T={result['seq_len']} "
+        f"{result['device']} {result['dtype']} {cell} B={result['batch']} T={result['seq_len']} "
         f"I={result['input_size']} H={result['hidden_size']}"
         + (f" L={layers}" if layers != 1 else "")
         + dirs
