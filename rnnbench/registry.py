@@ -144,7 +144,7 @@ BUILTIN_BACKENDS: tuple[BackendInfo, ...] = (
         ("cpu",),
         env={"TF_USE_LEGACY_KERAS": "1"},
         isolated=True,
-        description="TF1 BasicRNNCell / LSTMCell / GRUCell (reset-before) + dynamic_rnn in a graph Session",
+        description="TF1 BasicRNNCell / LSTMCell / GRUCell (reset-before), dynamic_rnn, Session",
         distributions=("tensorflow", "tf-keras"),
     ),
 )
