@@ -2,6 +2,9 @@
 a user would, with no rnnbench adapter in between.
 
 Every driver has the worker's ``call`` signature: ``f(arrays=..., **case) -> (header, arrays)``.
+A case names the layer: ``cell`` ("rnn", "lstm" or "gru"; "rnn" when absent), ``reset_after``
+(GRUs), ``input_size``, ``hidden_size``, ``num_layers``, ``bidirectional``, ``nonlinearity``
+(the vanilla RNN's) and ``seed``.
 ``*_source`` builds the layer with the library's *own* initializer and returns its native
 weights and its output; ``*_target`` builds a fresh layer, loads native weights and returns its
 output. Keras and TF1 drivers run in worker processes (``KERAS_BACKEND`` and
@@ -43,13 +46,16 @@ def unpack_keras(arrays: Arrays, num_layers: int) -> list[list[np.ndarray]]:
 
 
 def pack_tf1(native: Any, num_layers: int, bidirectional: bool) -> Arrays:
+    """Per direction a (kernel, bias) pair (BasicRNNCell, LSTMCell) or a GRUCell's dict
+    ``{"gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"}``."""
     layers = [native] if num_layers == 1 else native
     out = {}
     for k, entry in enumerate(layers):
-        pairs = entry if bidirectional else (entry,)
-        for d, (kernel, bias) in enumerate(pairs):
-            out[f"l{k}.d{d}.kernel"] = np.asarray(kernel)
-            out[f"l{k}.d{d}.bias"] = np.asarray(bias)
+        directions = entry if bidirectional else (entry,)
+        for d, arrays in enumerate(directions):
+            named = arrays if isinstance(arrays, dict) else dict(zip(("kernel", "bias"), arrays))
+            for name, a in named.items():
+                out[f"l{k}.d{d}.{name}"] = np.asarray(a)
     return out
 
 
@@ -57,11 +63,16 @@ def unpack_tf1(arrays: Arrays, num_layers: int, bidirectional: bool) -> Any:
     """The structure ``RNNWeights.to_tf1()`` returns (and ``from_tf1`` takes)."""
     layers: list[Any] = []
     for k in range(num_layers):
-        pairs = [
-            (arrays[f"l{k}.d{d}.kernel"], arrays[f"l{k}.d{d}.bias"])
-            for d in range(2 if bidirectional else 1)
-        ]
-        layers.append(tuple(pairs) if bidirectional else pairs[0])
+        directions: list[Any] = []
+        for d in range(2 if bidirectional else 1):
+            prefix = f"l{k}.d{d}."
+            if prefix + "kernel" in arrays:
+                directions.append((arrays[prefix + "kernel"], arrays[prefix + "bias"]))
+            else:  # a GRUCell's four arrays
+                directions.append(
+                    {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
+                )
+        layers.append(tuple(directions) if bidirectional else directions[0])
     return layers[0] if num_layers == 1 else layers
 
 
@@ -76,15 +87,20 @@ def unpack_onnx(arrays: Arrays, num_layers: int) -> list[tuple[np.ndarray, ...]]
 
 # --- PyTorch (in process) ------------------------------------------------------------------
 def _torch_rnn(case: dict[str, Any]) -> Any:
+    """nn.RNN, nn.LSTM or nn.GRU (reset-after: the only GRU torch has)."""
     import torch
 
-    return torch.nn.RNN(
+    cell = case.get("cell", "rnn")
+    assert cell != "gru" or case.get("reset_after", True), "nn.GRU is reset-after only"
+    kwargs: dict[str, Any] = {"nonlinearity": case["nonlinearity"]} if cell == "rnn" else {}
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    return cls(
         case["input_size"],
         case["hidden_size"],
         num_layers=case["num_layers"],
-        nonlinearity=case["nonlinearity"],
         bidirectional=case["bidirectional"],
         batch_first=True,
+        **kwargs,
     )
 
 
@@ -100,7 +116,7 @@ def torch_source(arrays: Arrays, **case: Any) -> Result:
     import torch
 
     torch.manual_seed(case["seed"])
-    module = _torch_rnn(case)  # nn.RNN's own init: uniform(-1/sqrt(H), 1/sqrt(H))
+    module = _torch_rnn(case)  # torch's own init: every array uniform(-1/sqrt(H), 1/sqrt(H))
     state = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
     return {}, {"y": _torch_run(module, arrays["x"]), **state}
 
@@ -110,19 +126,26 @@ def torch_target(arrays: Arrays, **case: Any) -> Result:
 
     module = _torch_rnn(case)
     state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items() if k != "x"}
-    module.load_state_dict(state)  # strict: every key of nn.RNN, and no other
+    module.load_state_dict(state)  # strict: every key of the module, and no other
     return {}, {"y": _torch_run(module, arrays["x"])}
 
 
 # --- Keras 3 (worker with KERAS_BACKEND set) --------------------------------------------------
+def _keras_layer(keras: Any, case: dict[str, Any]) -> Any:
+    cell, h = case.get("cell", "rnn"), case["hidden_size"]
+    if cell == "lstm":
+        return keras.layers.LSTM(h, return_sequences=True)
+    if cell == "gru":
+        return keras.layers.GRU(h, reset_after=case.get("reset_after", True), return_sequences=True)
+    return keras.layers.SimpleRNN(h, activation=case["nonlinearity"], return_sequences=True)
+
+
 def _keras_model(case: dict[str, Any]) -> Any:
     import keras
 
     layers: list[Any] = [keras.Input((None, case["input_size"]))]
     for _ in range(case["num_layers"]):
-        rnn = keras.layers.SimpleRNN(
-            case["hidden_size"], activation=case["nonlinearity"], return_sequences=True
-        )
+        rnn = _keras_layer(keras, case)
         layers.append(keras.layers.Bidirectional(rnn) if case["bidirectional"] else rnn)
     return keras.Sequential(layers)
 
@@ -137,29 +160,37 @@ def keras_source(arrays: Arrays, **case: Any) -> Result:
     import keras
 
     keras.utils.set_random_seed(case["seed"])
-    # Keras' own init: glorot_uniform kernel, orthogonal recurrent kernel, zero bias.
+    # Keras' own init: glorot_uniform kernel, orthogonal recurrent kernel, zero bias (an LSTM's
+    # f block 1: unit_forget_bias=True).
     model = _keras_model(case)
     native = [layer.get_weights() for layer in model.layers]
     packed = pack_keras(native[0] if case["num_layers"] == 1 else native, case["num_layers"])
     return {"backend": keras.backend.backend()}, {"y": _keras_run(model, arrays["x"]), **packed}
 
 
-def keras_target(arrays: Arrays, **case: Any) -> Result:
-    model = _keras_model(case)
-    for layer, weights in zip(model.layers, unpack_keras(arrays, case["num_layers"])):
-        layer.set_weights(weights)
-    return {}, {"y": _keras_run(model, arrays["x"])}
-
-
 _KERAS_MODELS: dict[str, Any] = {}
+
+
+def _keras_cached_model(case: dict[str, Any]) -> Any:
+    """One model per case and worker: building is the slow part, set_weights is not."""
+    import json
+
+    key = json.dumps(case, sort_keys=True)
+    if key not in _KERAS_MODELS:
+        _KERAS_MODELS[key] = _keras_model(case)
+    return _KERAS_MODELS[key]
+
+
+def keras_target(arrays: Arrays, **case: Any) -> Result:
+    model = _keras_cached_model(case)
+    for layer, weights in zip(model.layers, unpack_keras(arrays, case["num_layers"])):
+        layer.set_weights(weights)  # every array of the layer: nothing left from before
+    return {}, {"y": _keras_run(model, arrays["x"])}
 
 
 def keras_load_weights_file(arrays: Arrays, path: str, **case: Any) -> Result:
     """A Keras model of the case, ``load_weights(path)`` (a .weights.h5), run on x."""
-    import json
-
-    key = json.dumps(case, sort_keys=True)
-    model = _KERAS_MODELS.get(key) or _KERAS_MODELS.setdefault(key, _keras_model(case))
+    model = _keras_cached_model(case)
     model.load_weights(path)  # every weight of the model comes from the file
     return {}, {"y": _keras_run(model, arrays["x"])}
 
@@ -176,19 +207,27 @@ def _tf1() -> Any:
 
 def _tf1_graph(case: dict[str, Any]) -> tuple[Any, Any, Any, list[list[Any]]]:
     """(graph, x placeholder, y, cells[layer][direction]) with TF1's usual scope names:
-    ``rnn/basic_rnn_cell`` (one layer), ``rnn/multi_rnn_cell/cell_k/...`` (stacked),
-    ``bidirectional_rnn/fw|bw/...`` (one bidirectional layer) and, for stacked bidirectional,
-    one ``bidirectional_dynamic_rnn`` per layer under ``stack_bidirectional_rnn/cell_k`` with the
-    two directions' outputs concatenated in between (as tf.contrib's
-    stack_bidirectional_dynamic_rnn did)."""
+    ``rnn/basic_rnn_cell`` (one layer; ``lstm_cell``, ``gru_cell`` for the gated cells),
+    ``rnn/multi_rnn_cell/cell_k/...`` (stacked), ``bidirectional_rnn/fw|bw/...`` (one
+    bidirectional layer) and, for stacked bidirectional, one ``bidirectional_dynamic_rnn`` per
+    layer under ``stack_bidirectional_rnn/cell_k`` with the two directions' outputs concatenated
+    in between (as tf.contrib's stack_bidirectional_dynamic_rnn did). The LSTM is an
+    ``LSTMCell`` with its defaults (forget_bias 1.0, added at run time); the GRU a ``GRUCell``
+    (reset before the matmul: TF1 has no other)."""
     tf = _tf1()
     v1 = tf.compat.v1
+    kind = case.get("cell", "rnn")
+    assert kind != "gru" or case.get("reset_after") is False, "TF1's GRUCell is reset-before"
     act = {"tanh": tf.tanh, "relu": tf.nn.relu}[case["nonlinearity"]]
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(case.get("seed", 0))
 
         def new_cell() -> Any:
+            if kind == "lstm":
+                return v1.nn.rnn_cell.LSTMCell(case["hidden_size"])
+            if kind == "gru":
+                return v1.nn.rnn_cell.GRUCell(case["hidden_size"])
             return v1.nn.rnn_cell.BasicRNNCell(case["hidden_size"], activation=act)
 
         x = v1.placeholder(tf.float32, [None, None, case["input_size"]], name="x")
@@ -217,35 +256,55 @@ def _tf1_graph(case: dict[str, Any]) -> tuple[Any, Any, Any, list[list[Any]]]:
     return graph, x, y, cells
 
 
+def _tf1_short_name(variable: Any) -> str:
+    """A cell variable's name inside its cell: ``kernel``, ``bias`` (BasicRNNCell, LSTMCell)
+    or ``gates/kernel``, ``gates/bias``, ``candidate/kernel``, ``candidate/bias`` (GRUCell)."""
+    return str(variable.name[:-2].rsplit("_cell/", 1)[1])
+
+
 def tf1_source(arrays: Arrays, **case: Any) -> Result:
     tf = _tf1()
     graph, x, y, cells = _tf1_graph(case)
     with tf.compat.v1.Session(graph=graph) as sess:
-        # TF1's own init: glorot_uniform kernel, zero bias (under graph seed case["seed"]).
+        # TF1's own init: glorot_uniform kernels, zero biases but a GRUCell's gates/bias (1.0),
+        # under graph seed case["seed"]. An LSTMCell's forget_bias is not stored.
         sess.run(tf.compat.v1.global_variables_initializer())
         out = sess.run(y, {x: arrays["x"]})
         native = {}
         for k, row in enumerate(cells):
             for d, cell in enumerate(row):
-                kernel, bias = sess.run(cell.variables)
-                native[f"l{k}.d{d}.kernel"], native[f"l{k}.d{d}.bias"] = kernel, bias
+                for v, value in zip(cell.variables, sess.run(cell.variables)):
+                    native[f"l{k}.d{d}.{_tf1_short_name(v)}"] = value
         names = [v.name for v in tf.compat.v1.global_variables()]
     return {"variables": names}, {"y": out, **native}
 
 
+_TARGETS: dict[str, tuple[Any, ...]] = {}
+
+
 def tf1_target(arrays: Arrays, **case: Any) -> Result:
-    tf = _tf1()
-    graph, x, y, cells = _tf1_graph(case)
-    with graph.as_default():
-        assigns = []
-        for k, row in enumerate(cells):
-            for d, cell in enumerate(row):
-                kernel, bias = cell.variables
-                assigns.append(kernel.assign(arrays[f"l{k}.d{d}.kernel"]))
-                assigns.append(bias.assign(arrays[f"l{k}.d{d}.bias"]))
-    with tf.compat.v1.Session(graph=graph) as sess:
-        sess.run(assigns)  # every variable is assigned: nothing left at its initial value
-        return {}, {"y": sess.run(y, {x: arrays["x"]})}
+    """The case's graph (built once per case and worker, like a user's model), every cell
+    variable loaded from ``arrays``, run on x."""
+    import json
+
+    key = json.dumps(case, sort_keys=True)
+    if key not in _TARGETS:
+        tf = _tf1()
+        graph, x, y, cells = _tf1_graph(case)
+        slots = [
+            (v, f"l{k}.d{d}.{_tf1_short_name(v)}")
+            for k, row in enumerate(cells)
+            for d, cell in enumerate(row)
+            for v in cell.variables
+        ]
+        with graph.as_default():
+            assert len(slots) == len(tf.compat.v1.global_variables())
+        _TARGETS[key] = (x, y, tf.compat.v1.Session(graph=graph), slots)
+    x, y, sess, slots = _TARGETS[key]
+    assert {name for _, name in slots} == set(arrays) - {"x"}, sorted(arrays)
+    for v, name in slots:  # every variable is loaded: nothing left from init or a last call
+        v.load(arrays[name], sess)
+    return {}, {"y": sess.run(y, {x: arrays["x"]})}
 
 
 _GRAPHS: dict[str, tuple[Any, ...]] = {}
@@ -276,29 +335,37 @@ def tf1_restore_checkpoint(arrays: Arrays, path: str, **case: Any) -> Result:
 
 # --- ONNX (in process, onnxruntime) ---------------------------------------------------------
 def onnx_model_bytes(
-    triples: list[tuple[np.ndarray, ...]], nonlinearity: str, hidden_size: int, input_size: int
+    triples: list[tuple[np.ndarray, ...]],
+    nonlinearity: str,
+    hidden_size: int,
+    input_size: int,
+    cell: str = "rnn",
+    reset_after: bool | None = None,
 ) -> bytes:
-    """A model of one ``RNN`` node per layer. ONNX's RNN is time-major: X (T, B, I) and
-    Y (T, dirs, B, H); between layers Y is transposed to (T, B, dirs, H) and reshaped to
-    (T, B, dirs * H), the next layer's X. Graph output ``Y`` is (T, B, dirs * H)."""
+    """A model of one ``RNN``, ``LSTM`` or ``GRU`` node per layer. ONNX's recurrent nodes are
+    time-major: X (T, B, I) and Y (T, dirs, B, H); between layers Y is transposed to
+    (T, B, dirs, H) and reshaped to (T, B, dirs * H), the next layer's X. Graph output ``Y`` is
+    (T, B, dirs * H). A GRU node gets ``linear_before_reset`` written out (1: reset after the
+    matmul, as torch; 0: before, ONNX's default)."""
     from onnx import TensorProto, helper, numpy_helper
 
     dirs = triples[0][0].shape[0]
-    act = {"tanh": "Tanh", "relu": "Relu"}[nonlinearity]
+    attributes: dict[str, Any] = {
+        "hidden_size": hidden_size,
+        "direction": "bidirectional" if dirs == 2 else "forward",
+    }
+    if cell == "rnn":  # the gated nodes keep their default activations (sigmoid, tanh)
+        attributes["activations"] = [{"tanh": "Tanh", "relu": "Relu"}[nonlinearity]] * dirs
+    if cell == "gru":
+        attributes["linear_before_reset"] = int(bool(reset_after))
+    op = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
     nodes, inits = [], [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape")]
     current = "X"
     for k, (W, R, B) in enumerate(triples):
         for name, arr in zip("WRB", (W, R, B)):
             inits.append(numpy_helper.from_array(np.asarray(arr, np.float32), f"{name}{k}"))
         nodes += [
-            helper.make_node(
-                "RNN",
-                [current, f"W{k}", f"R{k}", f"B{k}"],
-                [f"Y{k}"],
-                hidden_size=hidden_size,
-                activations=[act] * dirs,
-                direction="bidirectional" if dirs == 2 else "forward",
-            ),
+            helper.make_node(op, [current, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], **attributes),
             helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]),
             helper.make_node("Reshape", [f"T{k}", "shape"], [f"X{k + 1}"]),
         ]
@@ -332,6 +399,7 @@ def onnx_source(arrays: Arrays, **case: Any) -> Result:
     # ONNX has no initializer of its own: random initializers, uniform(+-1/sqrt(H)), into a model.
     rng = np.random.default_rng(case["seed"])
     h, dirs = case["hidden_size"], 2 if case["bidirectional"] else 1
+    gh = {"rnn": 1, "lstm": 4, "gru": 3}[case.get("cell", "rnn")] * h  # gates * hidden
     bound = 1 / np.sqrt(h)
     triples = []
     for k in range(case["num_layers"]):
@@ -339,10 +407,10 @@ def onnx_source(arrays: Arrays, **case: Any) -> Result:
         triples.append(
             tuple(
                 rng.uniform(-bound, bound, shape).astype(np.float32)
-                for shape in ((dirs, h, i), (dirs, h, h), (dirs, 2 * h))
+                for shape in ((dirs, gh, i), (dirs, gh, h), (dirs, 2 * gh))
             )
         )
-    model = onnx_model_bytes(triples, case["nonlinearity"], h, case["input_size"])
+    model = _onnx_model(triples, case)
     # The native weights are read back from the model's initializers, as a user would.
     inits = {
         t.name: numpy_helper.to_array(t) for t in load_model_from_string(model).graph.initializer
@@ -351,14 +419,35 @@ def onnx_source(arrays: Arrays, **case: Any) -> Result:
     return {}, {"y": onnx_run(model, arrays["x"]), **native}
 
 
+def _onnx_model(triples: list[tuple[np.ndarray, ...]], case: dict[str, Any]) -> bytes:
+    return onnx_model_bytes(
+        triples,
+        case["nonlinearity"],
+        case["hidden_size"],
+        case["input_size"],
+        cell=case.get("cell", "rnn"),
+        reset_after=case.get("reset_after"),
+    )
+
+
 def onnx_target(arrays: Arrays, **case: Any) -> Result:
-    triples = unpack_onnx(arrays, case["num_layers"])
-    model = onnx_model_bytes(triples, case["nonlinearity"], case["hidden_size"], case["input_size"])
-    return {}, {"y": onnx_run(model, arrays["x"])}
+    return {}, {
+        "y": onnx_run(_onnx_model(unpack_onnx(arrays, case["num_layers"]), case), arrays["x"])
+    }
 
 
 # --- where each library's half runs ---------------------------------------------------------
 LIBRARIES = ("torch", "keras", "tf1", "onnx")
+
+
+def holds(library: str, cell: str, reset_after: bool | None = None) -> bool:
+    """Whether ``library`` has a layer computing the cell: every one has the RNN and the LSTM;
+    torch's nn.GRU only resets after the recurrent matmul, TF1's GRUCell only before it."""
+    if cell != "gru":
+        return True
+    return {"torch": bool(reset_after), "tf1": not reset_after}.get(library, True)
+
+
 # Keras and TF1 need process-wide settings: they run in rnnbench's pooled worker of the backend
 # of that name (the same process the equivalence suite's cells use, so TensorFlow is imported
 # once per process kind in a test session). torch and onnxruntime run here.
