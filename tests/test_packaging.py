@@ -1,4 +1,4 @@
-"""The distribution ships every package folder, and the layout DESIGN.md draws."""
+"""The distribution ships every package folder: rnnbench/, and backends/ as rnnbench.backends."""
 
 from __future__ import annotations
 

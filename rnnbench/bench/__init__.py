@@ -1,4 +1,4 @@
-"""The benchmark harness behind ``rnnbench bench`` (method: docs and DESIGN.md, Benchmarking).
+"""The benchmark harness behind ``rnnbench bench`` (method: docs/benchmarking.md).
 
 - ``cases``: one measured configuration (``BenchCase``: backend, dtype, cell and sizes) and the
   sweep that expands options into cases.
