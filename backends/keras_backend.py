@@ -305,7 +305,13 @@ class KerasCell(BaseCell):
                 # the order to_keras() gives (checked by tests/test_backend_keras.py).
                 layer = self._model.get_layer(name)
                 layer.set_weights([np.asarray(a, self.dtype) for a in arrays])
-            self._fn = None  # jax's compiled function closes over the weight values
+            # New values for the same model keep the compiled function: it reads the
+            # variables (TensorFlow) or takes their values as arguments (JAX), so reloading
+            # weights of the same spec recompiles nothing.
+            self._weights_loaded()
+
+    def _weights_loaded(self) -> None:
+        """Hook: the model's variables have new values."""
 
     def prepare(self, x: np.ndarray, h0: Any = None) -> Any:
         xs, states = self.check_inputs(x, h0)
@@ -422,18 +428,24 @@ class KerasJaxCell(KerasCell):
         else:
             stack.enter_context(jax.default_matmul_precision("highest"))
 
+    def _weights_loaded(self) -> None:
+        # stateless_call takes the variables' values as arguments: keep the current ones, so
+        # the jitted function (traced once per input shape) runs on them.
+        model = self._model
+        self._values = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+        )
+
     def _compile(self, model: Any) -> Any:
         import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
 
         @jax.jit
         def forward(tv: Any, ntv: Any, inputs: Any) -> Any:
             outputs, _ = model.stateless_call(tv, ntv, inputs, training=False)
             return outputs
 
-        return lambda inputs: forward(trainable, non_trainable, inputs)
+        return lambda inputs: forward(*self._values, inputs)
 
     def synchronize(self, result: Any) -> None:
         import jax

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from reference_cases import CASES, CELL_CASES, check_case
 from rnnbench.backends.keras_backend import KERNELS
@@ -149,6 +150,24 @@ def test_stacked_unidirectional_lstm_with_h0_c0(cells: Any) -> None:
     cell = cells.get("keras", "float64", variant="eager")
     _, _, found = check_case(cell, spec, batch=3, steps=9, with_h0=True)
     assert found["max_abs"] < 1e-12
+
+
+@pytest.mark.parametrize("name", ["keras", "keras-jax"])
+def test_reloading_weights_of_the_same_spec_runs_the_new_ones(cells: Any, name: str) -> None:
+    """The jit variants keep their compiled function across loads of one spec: it must run on
+    the weights loaded last, never on the ones it was traced with."""
+    spec = rb.RNNSpec(3, 4, cell="gru")
+    cell = cells.get(name, "float32", variant="jit")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    outputs = []
+    for seed in (1, 2):
+        weights = rb.RNNWeights.random(spec, seed=seed)
+        cell.load(weights)
+        y, _ = cell.forward(x)
+        ref, _ = rb.reference_forward(weights, x)
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+        outputs.append(y)
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-2
 
 
 @pytest.mark.parametrize("name", list(KERAS_BACKENDS))
