@@ -2,7 +2,7 @@
 against the same library called directly on the same configuration, side by side in one
 process per backend, in interleaved blocks (A B B A ...) so that drift hits both alike.
 
-    .venv/bin/python benchmarks/overhead.py                       # the two default sizes (B=1 and B=32)
+    .venv/bin/python benchmarks/overhead.py                       # the default sizes, B=1 and B=32
     .venv/bin/python benchmarks/overhead.py --backends torch,jax --size 32,100,128,256 --json o.json
 
 The direct calls are what a user of the library would write:
