@@ -107,3 +107,27 @@ def check_against_reference(cell: Any, name: str) -> tuple[np.ndarray, Any]:
     """Case ``name`` of CASES through :func:`check_case`; returns (y, h_n)."""
     y, h_n, _ = check_case(cell, *CASES[name])
     return y, h_n
+
+
+def check_lstm_state_pair(cell: Any, dtype: str) -> None:
+    """The pair (h0, c0) goes in and (h_n, c_n) comes out, as nn.LSTM has them: both match the
+    reference, c0 is used (a zero c0 gives other values), h_n is the last output of the last
+    layer, and a lone h0 is refused."""
+    import pytest
+
+    weights, x, (h0, c0) = case("lstm-2layer-bidir-h0c0")
+    cell.load(weights.astype(dtype))
+    y, state = cell.forward(x.astype(dtype), cast_state((h0, c0), dtype))
+    assert isinstance(state, tuple) and len(state) == 2
+    h_n, c_n = state
+    ref_y, (ref_h, ref_c) = rb.reference_forward(weights, x, (h0, c0))
+    atol = 1e-5 if dtype == "float32" else 1e-12
+    for got, ref in ((y, ref_y), (h_n, ref_h), (c_n, ref_c)):
+        np.testing.assert_allclose(got, ref, atol=atol, rtol=0)
+    hidden = weights.spec.hidden_size
+    np.testing.assert_array_equal(h_n[2], y[:, -1, :hidden])  # last layer, forward direction
+    np.testing.assert_array_equal(h_n[3], y[:, 0, hidden:])  # last layer, backward direction
+    y_zero_c, _ = cell.forward(x.astype(dtype), cast_state((h0, np.zeros_like(c0)), dtype))
+    assert np.abs(y_zero_c - y).max() > 1e-3
+    with pytest.raises(rb.ShapeError, match=r"\(h0, c0\)"):
+        cell.forward(x.astype(dtype), h0.astype(dtype))

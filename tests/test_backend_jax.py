@@ -16,6 +16,7 @@ from reference_cases import (
     cast_state,
     check_against_reference,
     check_case,
+    check_lstm_state_pair,
     make_case,
     state_parts,
 )
@@ -56,25 +57,7 @@ def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lstm_takes_h0_and_c0(cells: Any, dtype: str) -> None:
-    """The pair (h0, c0) goes in and (h_n, c_n) comes out; c0 is used (a zero c0 gives other
-    values), and h_n is the last output of the last layer."""
-    cell = cells.get("jax", dtype)
-    weights, x, (h0, c0) = case("lstm-2layer-bidir-h0c0")
-    cell.load(weights.astype(dtype))
-    y, state = cell.forward(x.astype(dtype), cast_state((h0, c0), dtype))
-    assert isinstance(state, tuple) and len(state) == 2
-    h_n, c_n = state
-    ref_y, (ref_h, ref_c) = rb.reference_forward(weights, x, (h0, c0))
-    atol = 1e-5 if dtype == "float32" else 1e-12
-    for got, ref in ((y, ref_y), (h_n, ref_h), (c_n, ref_c)):
-        np.testing.assert_allclose(got, ref, atol=atol, rtol=0)
-    hidden = weights.spec.hidden_size
-    np.testing.assert_array_equal(h_n[2], y[:, -1, :hidden])  # last layer, forward direction
-    np.testing.assert_array_equal(h_n[3], y[:, 0, hidden:])  # last layer, backward direction
-    y_zero_c, _ = cell.forward(x.astype(dtype), cast_state((h0, np.zeros_like(c0)), dtype))
-    assert np.abs(y_zero_c - y).max() > 1e-3
-    with pytest.raises(rb.ShapeError, match=r"\(h0, c0\)"):
-        cell.forward(x.astype(dtype), h0.astype(dtype))
+    check_lstm_state_pair(cells.get("jax", dtype), dtype)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

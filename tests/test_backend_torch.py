@@ -8,7 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reference_cases import CELL_CASES, case, cast_state, check_against_reference
+from reference_cases import (
+    CELL_CASES,
+    case,
+    check_against_reference,
+    check_lstm_state_pair,
+)
 
 import rnnbench as rb
 from rnnbench.tolerances import SEED_ATOL
@@ -79,26 +84,7 @@ def test_compare_passes_the_reset_after_gru_and_lstm() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lstm_takes_h0_and_c0(cells: Any, dtype: str) -> None:
-    """The pair (h0, c0) goes in and (h_n, c_n) comes out, as nn.LSTM has them; c0 is used (a
-    zero c0 gives other values), and h_n is the last output of the last layer."""
-    cell = cells.get("torch", dtype)
-    weights, x, (h0, c0) = case("lstm-2layer-bidir-h0c0")
-    cell.load(weights.astype(dtype))
-    y, state = cell.forward(x.astype(dtype), cast_state((h0, c0), dtype))
-    assert isinstance(state, tuple) and len(state) == 2
-    h_n, c_n = state
-    ref_y, (ref_h, ref_c) = rb.reference_forward(weights, x, (h0, c0))
-    atol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(y, ref_y, atol=atol, rtol=0)
-    np.testing.assert_allclose(c_n, ref_c, atol=atol, rtol=0)
-    np.testing.assert_allclose(h_n, ref_h, atol=atol, rtol=0)
-    hidden = weights.spec.hidden_size
-    np.testing.assert_array_equal(h_n[2], y[:, -1, :hidden])  # last layer, forward direction
-    np.testing.assert_array_equal(h_n[3], y[:, 0, hidden:])  # last layer, backward direction
-    y_zero_c, _ = cell.forward(x.astype(dtype), cast_state((h0, np.zeros_like(c0)), dtype))
-    assert np.abs(y_zero_c - y).max() > 1e-3
-    with pytest.raises(rb.ShapeError, match=r"\(h0, c0\)"):
-        cell.forward(x.astype(dtype), h0.astype(dtype))
+    check_lstm_state_pair(cells.get("torch", dtype), dtype)
 
 
 def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeights) -> None:
