@@ -25,16 +25,21 @@ class NumpyCell(BaseCell):
     distribution = "numpy"
     devices = ("cpu",)
     variants = ("hoisted",)
+    takes_lengths = True
+    takes_mask = True
 
     def _load(self, weights: RNNWeights) -> None:
         self._weights = weights
 
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
-        return self.check_inputs(x, h0)
+    def prepare(
+        self, x: np.ndarray, h0: State | None = None, lengths: Any = None, mask: Any = None
+    ) -> Any:
+        xs, hs = self.check_inputs(x, h0)
+        return xs, hs, self.check_padding(xs, lengths, mask)
 
     def run(self, prepared: Any) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        x, h0 = prepared
-        return reference.forward_tuple(self._weights, x, h0)
+        x, h0, padding = prepared
+        return reference.forward_tuple(self._weights, x, h0, padding)
 
     def fetch(self, result: Any) -> tuple[np.ndarray, State]:
         y, states = result

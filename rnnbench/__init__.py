@@ -17,6 +17,7 @@ from rnnbench.errors import (
     SpecError,
     ToleranceError,
     UnknownBackendError,
+    UnsupportedPaddingError,
     WeightFileError,
 )
 from rnnbench.registry import (
@@ -53,6 +54,7 @@ __all__ = [
     "Tolerance",
     "ToleranceError",
     "UnknownBackendError",
+    "UnsupportedPaddingError",
     "WeightFileError",
     "__version__",
     "available_backends",

@@ -1,9 +1,10 @@
 """The ``RNNCell`` protocol every backend implements, and a base class that does the checking.
 
 A cell is used in two ways:
-- ``forward(x, h0)``: NumPy in, NumPy out, for equivalence checks and porting. The state is one
-  array for the vanilla RNN and the GRU and a pair ``(h, c)`` for the LSTM, in and out, as
-  ``torch.nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` have it (see :mod:`rnnbench.state`).
+- ``forward(x, h0, lengths=None, mask=None)``: NumPy in, NumPy out, for equivalence checks and
+  porting. The state is one array for the vanilla RNN and the GRU and a pair ``(h, c)`` for the
+  LSTM, in and out, as ``torch.nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` have it (see
+  :mod:`rnnbench.state`). ``lengths`` or ``mask`` pad the batch (see :mod:`rnnbench.padding`).
 - ``prepare`` / ``run`` / ``synchronize`` / ``fetch``: the benchmark's split, so that the timer
   covers only ``run`` + ``synchronize`` (the input is already on the device, the output stays
   there).
@@ -19,7 +20,8 @@ import numpy as np
 
 from rnnbench import state as state_mod
 from rnnbench.arrays import float_array, resolve_dtype
-from rnnbench.errors import BackendUnavailableError, ShapeError, SpecError
+from rnnbench.errors import BackendUnavailableError, ShapeError, SpecError, UnsupportedPaddingError
+from rnnbench.padding import Padding, check_padding, empty_rows
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
@@ -37,14 +39,28 @@ class RNNCell(Protocol):
     def load(self, weights: RNNWeights) -> None:
         """Copy canonical weights into the library (cast to the cell's dtype)."""
 
-    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
+    def forward(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, State]:
         """Run the layer: x (batch, time, input) -> y (batch, time, dirs*hidden) and the final
         state h_n (layers*dirs, batch, hidden), or (h_n, c_n) for an LSTM, as
-        torch.nn.RNN / LSTM / GRU(batch_first=True) return them."""
+        torch.nn.RNN / LSTM / GRU(batch_first=True) return them. ``lengths`` (batch,) or
+        ``mask`` (batch, time) say which steps are real (:mod:`rnnbench.padding`)."""
         ...
 
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
-        """Put a checked input on the device; the result is what ``run`` takes."""
+    def prepare(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Any:
+        """Put a checked input (and its padding) on the device; the result is what ``run``
+        takes."""
 
     def run(self, prepared: Any) -> Any:
         """The recurrence alone; its result stays on the device (may still be in flight)."""
@@ -101,6 +117,13 @@ class BaseCell(ABC):
     state as a tuple ((h0,) or (h0, c0)); ``fetch`` returns the public form (``public_state``).
     A cell that cannot compute some spec (a formula its library lacks) raises
     ``BackendUnavailableError`` from ``_load`` with the reason (``refuse_spec`` helps).
+
+    Padding: ``takes_lengths`` / ``takes_mask`` say whether the library's own mechanism is wired
+    up; ``check_padding`` refuses the rest with ``UnsupportedPaddingError``. ``prepare`` is
+    called with ``lengths``/``mask`` keywords only when the batch is padded, so a backend
+    without padding keeps the two-argument ``prepare``. ``mask_output`` says what the library
+    writes at a masked step of a ``mask`` (Keras' repeat, or zeros); past a length every
+    backend writes zeros.
     """
 
     name: ClassVar[str] = "base"
@@ -108,6 +131,9 @@ class BaseCell(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     variants: ClassVar[tuple[str, ...]] = ("default",)
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    takes_lengths: ClassVar[bool] = False
+    takes_mask: ClassVar[bool] = False
+    takes_empty_rows: ClassVar[bool] = True  # a mask row with no real step at all
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         self.dtype = resolve_dtype(dtype)
@@ -149,13 +175,60 @@ class BaseCell(ABC):
         self._load(weights)
         self._spec = weights.spec
 
-    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
-        result = self.run(self.prepare(x, h0))
+    def forward(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, State]:
+        if lengths is None and mask is None:
+            prepared = self.prepare(x, h0)
+        else:
+            # Refused here too: a backend without padding may not take the keywords at all.
+            self._check_supported("lengths" if lengths is not None else "mask")
+            prepared = self.prepare(x, h0, lengths=lengths, mask=mask)
+        result = self.run(prepared)
         self.synchronize(result)
         return self.fetch(result)
 
     def check_inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         return check_inputs(self.spec, x, h0, self.dtype)
+
+    def check_padding(self, x: np.ndarray, lengths: Any, mask: Any) -> Padding | None:
+        """The checked padding of the (checked) input ``x``, refused with the reason when this
+        backend's library cannot take it."""
+        padding = check_padding(lengths, mask, x.shape[0], x.shape[1])
+        if padding is None:
+            return None
+        self._check_supported(padding.kind)
+        empty = empty_rows(padding)
+        if empty and not self.takes_empty_rows:
+            raise UnsupportedPaddingError(
+                f"backend {self.name!r} cannot take a mask row with no real step (rows {empty})",
+                "drop empty rows from the batch, or run it on numpy or jax",
+            )
+        return padding
+
+    def _check_supported(self, kind: str) -> None:
+        if kind == "lengths" and not self.takes_lengths:
+            raise UnsupportedPaddingError(
+                f"backend {self.name!r} does not take sequence lengths",
+                "compare it on full-length batches, or use a backend that does "
+                "(rnnbench list-backends)",
+            )
+        if kind == "mask" and not self.takes_mask:
+            raise UnsupportedPaddingError(
+                f"backend {self.name!r} cannot take a mask with holes: its library pads only "
+                "at the end of each sequence",
+                "for right-padded rows pass lengths=... instead of mask=...; a mask with holes "
+                "runs on numpy, jax and the keras backends",
+            )
+
+    def mask_output(self) -> str:
+        """What this backend writes at a masked step of a ``mask``: "repeat" (the previous
+        output of that direction, Keras' default) or "zero"."""
+        return "repeat"
 
     def public_state(self, states: Any) -> State:
         """A tuple of final states ((h_n,) or (h_n, c_n)) in the form ``forward`` returns."""
@@ -187,13 +260,26 @@ class BaseCell(ABC):
             "dtype": str(self.dtype),
             "variant": self.variant,
             "path": self.path(),
+            "padding": [
+                k for k, ok in (("lengths", self.takes_lengths), ("mask", self.takes_mask)) if ok
+            ],
+            "mask_output": self.mask_output() if self.takes_mask and self._spec else None,
         }
 
     @abstractmethod
     def _load(self, weights: RNNWeights) -> None: ...
 
     @abstractmethod
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any: ...
+    def prepare(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Any:
+        """Check the input (``check_inputs``, ``check_padding``) and put it on the device. A
+        backend without padding may leave out ``lengths`` and ``mask``: they are passed only
+        for a padded batch, which ``check_padding`` refuses for it."""
 
     @abstractmethod
     def run(self, prepared: Any) -> Any: ...

@@ -13,13 +13,15 @@ from rnnbench import state as state_mod
 from rnnbench.arrays import resolve_dtype
 from rnnbench.cell import RNNCell, check_inputs
 from rnnbench.errors import BackendUnavailableError, RNNBenchError, ToleranceError
+from rnnbench.padding import as_written, check_padding
 from rnnbench.reference import reference_forward
 from rnnbench.registry import backend_info, get_backend, list_backends
 from rnnbench.tolerances import Tolerance, comparable_steps, step_ages, tolerance_for
 from rnnbench.weights import RNNWeights
 
-# The rows gained c_n_max_abs and the case its spec in 1.1; a 1.0 file reads as before.
-SCHEMA = "rnnbench.check/1.1"
+# The rows gained c_n_max_abs and the case its spec in 1.1; the case its padding and the rows
+# masked_output in 1.2. Older files read as before (no padding).
+SCHEMA = "rnnbench.check/1.2"
 
 
 @dataclass
@@ -41,6 +43,8 @@ class BackendComparison:
     reason: str | None = None
     path: str | None = None
     version: str | None = None
+    # What the padded steps were checked against ("zero" or "repeat"); None on a full batch.
+    masked_output: str | None = None
     error_per_step: list[float] = field(default_factory=list)
 
     @property
@@ -57,6 +61,7 @@ class CompareResult:
     seq_len: int
     rows: list[BackendComparison]
     spec: dict[str, Any] = field(default_factory=dict)
+    padding: dict[str, Any] | None = None  # Padding.to_dict() of a padded batch
 
     @property
     def passed(self) -> bool:
@@ -126,6 +131,7 @@ class CompareResult:
             "batch": self.batch,
             "seq_len": self.seq_len,
             "spec": self.spec,
+            "padding": self.padding,
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -200,26 +206,34 @@ def compare(
     dtypes: Iterable[str] = ("float32",),
     device: str = "cpu",
     cells: Mapping[tuple[str, str], RNNCell] | None = None,
+    lengths: Any = None,
+    mask: Any = None,
 ) -> CompareResult:
     """Run each backend (all registered ones by default) in each dtype against the reference.
 
     Unknown backend names raise at once; a backend whose library is missing, or that cannot run
-    the dtype or device, is a ``skipped`` row with its reason; one that raises is an ``error``
-    row. ``cells`` may supply ready cells keyed by (backend, dtype), e.g. to reuse workers.
+    the dtype, device or padding, is a ``skipped`` row with its reason; one that raises is an
+    ``error`` row. ``cells`` may supply ready cells keyed by (backend, dtype), e.g. to reuse
+    workers. ``lengths`` or ``mask`` pad the batch (:mod:`rnnbench.padding`): real steps are
+    compared always, masked ones against what the backend says it writes there.
     """
     names = list(backends) if backends is not None else list_backends()
     for name in names:
         backend_info(name)  # unknown names fail before anything runs
     spec = weights.spec
     xs, h_tuple = check_inputs(spec, x, h0, np.float64)
+    padding = check_padding(lengths, mask, xs.shape[0], xs.shape[1])
     h = None if h_tuple is None else state_mod.from_tuple(spec, h_tuple)
-    ref_y, ref_h = reference_forward(weights, xs, h)
+    ref_y, ref_h = reference_forward(weights, xs, h, lengths=lengths, mask=mask)
     batch, seq_len = xs.shape[:2]
     ages = step_ages(seq_len, spec.num_directions, spec.num_layers, spec.hidden_size)
+    pad_args: dict[str, Any] = {}
+    if padding is not None:
+        pad_args = {padding.kind: padding.lengths if padding.lengths is not None else padding.mask}
     rows = []
     for dtype_name in dtypes:
         dtype = resolve_dtype(dtype_name)
-        tol = tolerance_for(weights, dtype, xs, h, reference=ref_y)
+        tol = tolerance_for(weights, dtype, xs, h, reference=ref_y, padding=padding)
         for name in names:
             row = BackendComparison(backend=name, dtype=str(dtype), status="pass", device=device)
             row.tolerance = tol.describe()
@@ -229,11 +243,18 @@ def compare(
                 cell.load(weights.astype(dtype))
                 h_cast = None if h_tuple is None else tuple(s.astype(dtype) for s in h_tuple)
                 y, h_n = cell.forward(
-                    xs.astype(dtype), None if h_cast is None else state_mod.from_tuple(spec, h_cast)
+                    xs.astype(dtype),
+                    None if h_cast is None else state_mod.from_tuple(spec, h_cast),
+                    **pad_args,
                 )
                 info = cell.info()
                 row.path, row.version = info.get("path"), info.get("version")
-                found = measure(y, h_n, ref_y, ref_h, tol, ages)
+                written = info.get("mask_output") or "repeat"
+                row.masked_output = None if padding is None else padding.masked_output
+                if padding is not None and padding.kind == "mask":
+                    row.masked_output = written
+                expected = as_written(ref_y, padding, row.masked_output or "zero")
+                found = measure(y, h_n, expected, ref_h, tol, ages)
             except BackendUnavailableError as exc:
                 row.status, row.reason = "skipped", str(exc).split("\nHint:")[0]
                 rows.append(row)
@@ -250,4 +271,13 @@ def compare(
                 row.reason = "beyond tolerance"
             rows.append(row)
     case = f"{spec.describe()}, batch {batch}"
-    return CompareResult(case=case, batch=batch, seq_len=seq_len, rows=rows, spec=spec.to_dict())
+    if padding is not None:
+        case += f", {padding.describe()}"
+    return CompareResult(
+        case=case,
+        batch=batch,
+        seq_len=seq_len,
+        rows=rows,
+        spec=spec.to_dict(),
+        padding=None if padding is None else padding.to_dict(),
+    )

@@ -44,6 +44,10 @@ class BackendUnavailableError(RNNBenchError, ImportError):
     """The backend is registered but its library is not installed (or cannot run here)."""
 
 
+class UnsupportedPaddingError(BackendUnavailableError):
+    """The backend's library has no way to take this padding (a mask with holes, an empty row)."""
+
+
 class BackendRuntimeError(RNNBenchError, RuntimeError):
     """A backend failed while running (in this process or in its worker process)."""
 

@@ -32,8 +32,10 @@ from rnnbench.errors import (
     RNNBenchError,
     ShapeError,
     SpecError,
+    UnsupportedPaddingError,
     WeightFileError,
 )
+from rnnbench.padding import check_padding
 from rnnbench.registry import BackendInfo
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
@@ -50,6 +52,7 @@ _PASS_THROUGH: dict[str, type[RNNBenchError]] = {
         BackendRuntimeError,
         LayoutError,
         WeightFileError,
+        UnsupportedPaddingError,
     )
 }
 
@@ -232,10 +235,22 @@ class ProcessCell:
         )
         self._spec = weights.spec
 
-    def forward(self, x: np.ndarray, h0: State | None = None) -> tuple[np.ndarray, State]:
+    def forward(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, State]:
         self._ensure_worker()
         xs, states = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
+        padding = check_padding(lengths, mask, xs.shape[0], xs.shape[1])
         arrays = {"x": xs, **wire.state_arrays("0", states)}
+        if padding is not None:
+            # Whether the backend takes it is the cell's to say, in the worker.
+            arrays["lengths" if padding.lengths is not None else "mask"] = (
+                padding.lengths if padding.lengths is not None else padding.mask
+            )
         reply, out = self._worker.request({"op": "forward", "handle": self._handle}, arrays)
         self._info = reply.get("info", self._info)
         final = wire.read_state("_n", out)
@@ -243,9 +258,21 @@ class ProcessCell:
             raise BackendRuntimeError(f"backend {self.name!r}: its worker returned no final state")
         return out["y"], state_mod.from_tuple(self.spec, final)
 
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
+    def prepare(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Any:
         xs, states = check_inputs(self.spec, x, h0, self.dtype)
-        return xs, None if states is None else state_mod.from_tuple(self.spec, states)
+        check_padding(lengths, mask, xs.shape[0], xs.shape[1])
+        return (
+            xs,
+            None if states is None else state_mod.from_tuple(self.spec, states),
+            lengths,
+            mask,
+        )
 
     def run(self, prepared: Any) -> Any:
         return self.forward(*prepared)

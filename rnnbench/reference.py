@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench import state as state_mod
+from rnnbench.padding import Padding, check_padding
 from rnnbench.weights import DirectionWeights, RNNWeights
 
 Carry = tuple[np.ndarray, ...]
@@ -93,26 +94,50 @@ def step_function(weights: RNNWeights, layer: int, direction: int) -> tuple[np.n
 
 
 def scan(
-    step: Step, proj: np.ndarray, carry: Carry, reverse: bool = False
+    step: Step,
+    proj: np.ndarray,
+    carry: Carry,
+    reverse: bool = False,
+    mask: np.ndarray | None = None,
+    masked_output: str = "zero",
 ) -> tuple[np.ndarray, Carry]:
     """Run ``step`` over the time axis of ``proj`` (batch, time, G*hidden); the outputs stay
     aligned with the input's time axis in either direction, and the final carry is the state
-    after the last step run (step 0 for ``reverse``), as torch's ``h_n`` holds it."""
+    after the last step run (step 0 for ``reverse``), as torch's ``h_n`` holds it.
+
+    ``mask`` (batch, time), True where a step is real: a masked step keeps the carry as it was
+    and writes zeros, or (``masked_output="repeat"``) the previous output of this direction
+    again, zeros before the first real one (see :mod:`rnnbench.padding`). Right-padded rows
+    scanned in reverse thus start at their own last real step."""
     batch, time, _ = proj.shape
     hidden = carry[0].shape[-1]
     out = np.empty((batch, time, hidden), carry[0].dtype)
+    written = np.zeros((batch, hidden), carry[0].dtype)  # the previous output, for "repeat"
     for t in range(time - 1, -1, -1) if reverse else range(time):
-        carry = step(proj[:, t, :], carry)
-        out[:, t, :] = carry[0]
+        new = step(proj[:, t, :], carry)
+        if mask is None:
+            carry = new
+            out[:, t, :] = carry[0]
+            continue
+        real = mask[:, t, None]
+        carry = tuple(np.where(real, n, c) for n, c in zip(new, carry))
+        written = np.where(real, new[0], written if masked_output == "repeat" else 0.0)
+        out[:, t, :] = written
     return out, carry
 
 
 def forward_tuple(
-    weights: RNNWeights, x: np.ndarray, h0: tuple[np.ndarray, ...] | None = None
+    weights: RNNWeights,
+    x: np.ndarray,
+    h0: tuple[np.ndarray, ...] | None = None,
+    padding: Padding | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """The whole layer in the dtype of ``weights``, with the state as a tuple (see
     :mod:`rnnbench.state`). x: (batch, time, input). Returns y (batch, time, dirs*hidden) and the
-    final states, each (layers*dirs, batch, hidden)."""
+    final states, each (layers*dirs, batch, hidden). ``padding`` (checked, see
+    :mod:`rnnbench.padding`) masks steps in every layer and direction."""
+    mask = None if padding is None else padding.mask
+    masked_output = "zero" if padding is None else padding.masked_output
     spec = weights.spec
     dtype = weights.dtype
     batch = x.shape[0]
@@ -126,7 +151,7 @@ def forward_tuple(
             bias, step = step_function(weights, k, d)
             proj = layer_input @ weights[k, d].w_ih + bias  # one GEMM over all steps
             carry = tuple(np.array(s[index], dtype=dtype) for s in initial)
-            out, carry = scan(step, proj, carry, reverse=d == 1)
+            out, carry = scan(step, proj, carry, d == 1, mask, masked_output)
             outputs.append(out)
             finals.append(carry)
         layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
@@ -134,20 +159,31 @@ def forward_tuple(
     return layer_input, states
 
 
-def forward(weights: RNNWeights, x: np.ndarray, h0: Any = None) -> tuple[np.ndarray, Any]:
-    """``forward_tuple`` with the public state: ``h`` (RNN, GRU) or ``(h, c)`` (LSTM)."""
+def forward(
+    weights: RNNWeights, x: np.ndarray, h0: Any = None, *, lengths: Any = None, mask: Any = None
+) -> tuple[np.ndarray, Any]:
+    """``forward_tuple`` with the public state: ``h`` (RNN, GRU) or ``(h, c)`` (LSTM), and the
+    padding as ``lengths`` or ``mask`` (checked here)."""
     spec = weights.spec
-    y, states = forward_tuple(weights, x, None if h0 is None else state_mod.as_tuple(spec, h0))
-    return y, state_mod.from_tuple(spec, states)
+    x = np.asarray(x)
+    padding = check_padding(lengths, mask, x.shape[0], x.shape[1])
+    states = None if h0 is None else state_mod.as_tuple(spec, h0)
+    y, out = forward_tuple(weights, x, states, padding)
+    return y, state_mod.from_tuple(spec, out)
 
 
-def reference_forward(weights: RNNWeights, x: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
+def reference_forward(
+    weights: RNNWeights, x: Any, h0: Any = None, *, lengths: Any = None, mask: Any = None
+) -> tuple[np.ndarray, Any]:
     """The float64 reference: :func:`forward` on float64 weights, input and state."""
     spec = weights.spec
     states = None if h0 is None else state_mod.as_tuple(spec, h0)
-    y, out = forward_tuple(
+    return forward(
         weights.astype(np.float64),
         np.asarray(x, np.float64),
-        None if states is None else tuple(np.asarray(s, np.float64) for s in states),
+        None
+        if states is None
+        else state_mod.from_tuple(spec, tuple(np.asarray(s, np.float64) for s in states)),
+        lengths=lengths,
+        mask=mask,
     )
-    return y, state_mod.from_tuple(spec, out)

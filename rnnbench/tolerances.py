@@ -125,11 +125,13 @@ def sensitivity(
     h0: Any,
     dtype: Any,
     reference: np.ndarray | None = None,
+    padding: Any = None,
 ) -> np.ndarray:
     """Per-step max deviation of the float64 reference when every weight, input and initial
     state is perturbed by one unit roundoff of ``dtype`` (relative, random sign; a fixed seed
     keeps it repeatable). ``h0``: the initial state as a tuple ((h0,) or (h0, c0)) or None.
     ``reference``: the float64 output y of (weights, x, h0), when the caller has it already.
+    ``padding``: the batch's checked ``rnnbench.padding.Padding``, or None.
     """
     from rnnbench.reference import forward_tuple
 
@@ -145,8 +147,9 @@ def sensitivity(
     probe = type(weights).from_arrays(weights.spec, nudged)
     x64 = np.asarray(x, np.float64)
     h64 = None if h0 is None else tuple(np.asarray(s, np.float64) for s in h0)
-    ref = reference if reference is not None else forward_tuple(w64, x64, h64)[0]
-    out, _ = forward_tuple(probe, nudge(x64), None if h64 is None else tuple(map(nudge, h64)))
+    ref = reference if reference is not None else forward_tuple(w64, x64, h64, padding)[0]
+    nudged_h0 = None if h64 is None else tuple(map(nudge, h64))
+    out, _ = forward_tuple(probe, nudge(x64), nudged_h0, padding)
     return np.asarray(np.abs(out - ref).max(axis=(0, 2)))
 
 
@@ -156,11 +159,13 @@ def tolerance_for(
     x: np.ndarray,
     h0: Any = None,
     reference: np.ndarray | None = None,
+    padding: Any = None,
 ) -> Tolerance:
     """``tolerance`` for one case: fan-in and layers from the spec, sensitivity measured on
-    (x, h0); ``h0`` is the public state (an array, or an LSTM's (h0, c0)) or None;
+    (x, h0, padding); ``h0`` is the public state (an array, or an LSTM's (h0, c0)) or None;
     ``reference`` (the float64 output) saves recomputing it. Gated cells sum I + H terms per
-    gate pre-activation too, so the fan-in is the same."""
+    gate pre-activation too, so the fan-in is the same. A padded row runs fewer steps than T,
+    so the ages of a full batch (``step_ages``) bound its outputs' ages from above."""
     from rnnbench.state import as_tuple
 
     spec = weights.spec
@@ -172,7 +177,7 @@ def tolerance_for(
         fan_in=fan_in,
         num_layers=spec.num_layers,
         nonlinearity=spec.nonlinearity,
-        sensitivity=sensitivity(weights, x, states, dtype, reference),
+        sensitivity=sensitivity(weights, x, states, dtype, reference, padding),
     )
 
 

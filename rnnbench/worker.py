@@ -63,7 +63,9 @@ def _serve() -> None:
                 cell = cells[header["handle"]]
                 states = wire.read_state("0", arrays)
                 h0 = None if states is None else state_mod.from_tuple(cell.spec, states)
-                y, h_n = cell.forward(arrays["x"], h0)
+                y, h_n = cell.forward(
+                    arrays["x"], h0, lengths=arrays.get("lengths"), mask=arrays.get("mask")
+                )
                 final = tuple(np.asarray(s) for s in state_mod.as_tuple(cell.spec, h_n))
                 out_arrays = {"y": np.asarray(y), **wire.state_arrays("_n", final)}
                 reply["info"] = cell.info()
