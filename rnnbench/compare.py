@@ -80,6 +80,8 @@ class CompareResult:
         lstm = self.spec.get("cell") == "lstm" or any(
             not math.isnan(r.c_n_max_abs) for r in self.rows
         )
+        # A padded batch: what each backend's masked steps were checked against.
+        padded = self.padding is not None
         head = (
             "backend",
             "dtype",
@@ -88,6 +90,7 @@ class CompareResult:
             "max rel err",
             "h_n err",
             *(("c_n err",) if lstm else ()),
+            *(("padded steps",) if padded else ()),
             "first bad step",
             "verdict",
         )
@@ -100,6 +103,10 @@ class CompareResult:
             errors = [_fmt(r.max_abs), _fmt(r.max_rel), _fmt(r.h_n_max_abs)]
             if lstm:
                 errors.append(_fmt(r.c_n_max_abs))
+            if padded:
+                errors.append(
+                    {"zero": "zeros", "repeat": "repeat"}.get(r.masked_output or "", "-")
+                )
             body.append((r.backend, r.dtype, r.device, *errors, bad, verdict))
         widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         widths[-1] = len(head[-1])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from rnnbench.commands.common import (
     add_backend_option,
@@ -27,7 +29,15 @@ initial state: (h0, c0) for an LSTM. A backend that cannot compute a cell (torch
 reset-before GRU) is listed as skipped with the reason. --json FILE writes every cell's result
 into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.1
 result). Exit status: 0 every backend passed or was skipped, 1 a backend failed or broke in
-some cell, 2 a usage error."""
+some cell, 2 a usage error.
+
+Padded batches: --lengths random draws each row's length in [1, T], --lengths MIN:MAX in
+[MIN, MAX] (the first row always gets the longest), and every backend runs them through its
+library's own mechanism (packed sequences, sequence_length, Keras masks, a masked scan). Outputs
+past a length must be zero and the final state the one after each row's last real step.
+--mask random puts holes anywhere in the batch (Keras' mask semantics: a masked step carries the
+state and repeats the previous output); backends whose library pads only at the end (torch,
+tf1) are listed as skipped with the reason."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,9 +74,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start from a random initial state ((h0, c0) for an lstm)",
     )
+    padded = parser.add_mutually_exclusive_group()
+    padded.add_argument(
+        "--lengths",
+        type=lengths_option,
+        default=None,
+        metavar="random|MIN:MAX",
+        help="right-padded rows of random lengths, in [1, T] or in [MIN, MAX]",
+    )
+    padded.add_argument(
+        "--mask",
+        choices=("random",),
+        default=None,
+        help="a mask with holes anywhere (Keras semantics; numpy, jax and keras take it)",
+    )
     parser.add_argument(
         "--json", metavar="FILE", help="also write every cell's comparison as JSON (one file)"
     )
+
+
+def lengths_option(text: str) -> tuple[int, int] | str:
+    """An argparse type: 'random' (lengths in [1, T]) or 'MIN:MAX' (1 <= MIN <= MAX)."""
+    if text.strip().lower() == "random":
+        return "random"
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high)) if sep else (int(low), int(low))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 'random' or MIN:MAX (two whole numbers, e.g. 10:50)"
+        ) from exc
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(
+            f"lengths {text!r}: need 1 <= MIN <= MAX (every row has at least one real step)"
+        )
+    return bounds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,10 +117,19 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rnnbench.compare import compare
+    from rnnbench.padding import random_lengths, random_mask
     from rnnbench.spec import RNNSpec
     from rnnbench.state import from_tuple
     from rnnbench.weights import RNNWeights
 
+    if isinstance(args.lengths, tuple) and args.lengths[1] > args.seq_len:
+        print(
+            f"rnnbench check: error: --lengths {args.lengths[0]}:{args.lengths[1]} is longer "
+            f"than --seq-len {args.seq_len}\nHint: lengths count real steps of each sequence: "
+            f"at most --seq-len",
+            file=sys.stderr,
+        )
+        return 2
     # Every spec first: a wrong size fails before any backend runs.
     specs = [
         RNNSpec(
@@ -104,7 +155,15 @@ def run(args: argparse.Namespace) -> int:
         if args.h0:
             shape = (spec.num_layers * spec.num_directions, args.batch, spec.hidden_size)
             h0 = from_tuple(spec, tuple(rng.uniform(-1, 1, shape) for _ in spec.state_names))
-        result = compare(weights, x, h0, args.backends, dtypes=args.dtype, device=args.device)
+        padding: dict[str, Any] = {}
+        if args.lengths is not None:
+            low, high = (1, args.seq_len) if args.lengths == "random" else args.lengths
+            padding["lengths"] = random_lengths(args.batch, args.seq_len, low, high, args.seed)
+        elif args.mask:
+            padding["mask"] = random_mask(args.batch, args.seq_len, args.seed)
+        result = compare(
+            weights, x, h0, args.backends, dtypes=args.dtype, device=args.device, **padding
+        )
         results.append(result)
         if i:
             print()
