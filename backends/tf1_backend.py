@@ -18,8 +18,15 @@ The cells and how rnnbench maps onto them:
   (``reset_after=False``). A reset-after GRU (torch's and Keras' default) is a different
   function that GRUCell cannot express, so the backend refuses it rather than compute it wrong.
 
-Each (batch, time, state given?) gets its own graph with fixed-shape placeholders, built once and
-reused; the spec and dtype are fixed by ``load`` (which drops the graphs of older weights).
+Each (batch, time, state given?, lengths given?) gets its own graph with fixed-shape
+placeholders, built once and reused; the spec and dtype are fixed by ``load`` (which drops the
+graphs of older weights).
+
+Padded batches: ``lengths`` go to TF1's own ``sequence_length`` (``dynamic_rnn``, and
+``bidirectional_dynamic_rnn``, which reverses each row within its own length with
+``reverse_sequence``, so a row's reverse direction starts at its last real step). Past a row's
+length TF1 writes zero outputs and copies the state through, which is rnnbench's canonical
+result. TF1 pads only at the end of a sequence, so a mask with holes is refused.
 """
 
 from __future__ import annotations
@@ -113,9 +120,11 @@ class _Graph:
         y: Any,
         finals: tuple[Any, ...],
         cells: list[Any],
+        lengths: Any = None,
     ):
         self.session = session
         self.x = x
+        self.lengths = lengths  # the sequence_length placeholder, (B,) int32; None if not fed
         # Per layer and direction, the initial-state placeholders in rnnbench's order ((h,) or
         # (h, c)); empty when no initial state is fed.
         self.states = states
@@ -150,19 +159,22 @@ class _Graph:
 class TF1Cell(BaseCell):
     """``tf.compat.v1.nn.rnn_cell.BasicRNNCell`` / ``LSTMCell`` / ``GRUCell`` + ``dynamic_rnn``
     (stacked: ``MultiRNNCell``; bidirectional: ``bidirectional_dynamic_rnn`` per layer), run in a
-    ``tf.compat.v1.Session``. A reset-after GRU is refused (GRUCell resets before)."""
+    ``tf.compat.v1.Session``. A reset-after GRU is refused (GRUCell resets before). ``lengths``
+    are fed to ``sequence_length``."""
 
     name = "tf1"
     distribution = "tensorflow"
     devices = ("cpu",)
     variants = ("graph",)
+    takes_lengths = True  # sequence_length; a mask with holes has no TF1 counterpart
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device, dtype, variant)
         self._tf = _import_tf1()
-        self._graphs: OrderedDict[tuple[int, int, bool], _Graph] = OrderedDict()
+        self._graphs: OrderedDict[tuple[int, int, bool, bool], _Graph] = OrderedDict()
         self._values: list[dict[str, np.ndarray]] = []
         self._graphs_built = 0  # reported by info(): repeated runs of one shape build none
+        self._ran_lengths = False  # whether the last prepared batch fed sequence_length
 
     # --- weights -----------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
@@ -201,7 +213,7 @@ class TF1Cell(BaseCell):
             return (state.h, state.c)  # by field name: LSTMStateTuple is (c, h)
         return (state,)
 
-    def _build(self, batch: int, time: int, with_h0: bool) -> _Graph:
+    def _build(self, batch: int, time: int, with_h0: bool, with_lengths: bool) -> _Graph:
         tf = self._tf
         spec = self._weights_spec
         dtype = tf.float32 if self.dtype == np.float32 else tf.float64
@@ -209,6 +221,9 @@ class TF1Cell(BaseCell):
         graph = tf.Graph()
         with graph.as_default():
             x = v1.placeholder(dtype, (batch, time, spec.input_size), name="x")
+            lengths = (
+                v1.placeholder(tf.int32, (batch,), name="sequence_length") if with_lengths else None
+            )
             n_cells = spec.num_layers * spec.num_directions
             states = [
                 tuple(
@@ -228,7 +243,9 @@ class TF1Cell(BaseCell):
                 else:
                     cell = v1.nn.rnn_cell.MultiRNNCell(cells)
                     state = tuple(initial) if initial else None
-                y, final = v1.nn.dynamic_rnn(cell, x, initial_state=state, dtype=dtype)
+                y, final = v1.nn.dynamic_rnn(
+                    cell, x, sequence_length=lengths, initial_state=state, dtype=dtype
+                )
                 finals = [self._final(f) for f in (final if spec.num_layers > 1 else [final])]
             else:
                 # One bidirectional_dynamic_rnn per layer, outputs concatenated between layers:
@@ -243,6 +260,7 @@ class TF1Cell(BaseCell):
                         fw,
                         bw,
                         y,
+                        sequence_length=lengths,
                         initial_state_fw=initial[2 * k] if initial else None,
                         initial_state_bw=initial[2 * k + 1] if initial else None,
                         dtype=dtype,
@@ -255,17 +273,17 @@ class TF1Cell(BaseCell):
             init = v1.global_variables_initializer()
         session = v1.Session(graph=graph)
         session.run(init)
-        built = _Graph(session, x, states, y, stacked, cells)
+        built = _Graph(session, x, states, y, stacked, cells, lengths)
         built.assign(self._values)
         graph.finalize()  # repeated runs must not grow the graph
         return built
 
-    def _graph(self, batch: int, time: int, with_h0: bool) -> _Graph:
-        key = (batch, time, with_h0)
+    def _graph(self, batch: int, time: int, with_h0: bool, with_lengths: bool) -> _Graph:
+        key = (batch, time, with_h0, with_lengths)
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
-        built = self._build(batch, time, with_h0)
+        built = self._build(batch, time, with_h0, with_lengths)
         self._graphs_built += 1
         self._graphs[key] = built
         while len(self._graphs) > _MAX_GRAPHS:
@@ -279,10 +297,17 @@ class TF1Cell(BaseCell):
         self._graphs.clear()
 
     # --- running -----------------------------------------------------------------------
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
+    def prepare(
+        self, x: np.ndarray, h0: State | None = None, lengths: Any = None, mask: Any = None
+    ) -> Any:
         xs, h = self.check_inputs(x, h0)
-        built = self._graph(xs.shape[0], xs.shape[1], h is not None)
+        padding = self.check_padding(xs, lengths, mask)  # a mask is refused: TF1 has no holes
+        checked = None if padding is None else padding.lengths
+        built = self._graph(xs.shape[0], xs.shape[1], h is not None, checked is not None)
         feed = {built.x: xs}
+        if checked is not None:
+            feed[built.lengths] = checked.astype(np.int32)  # 1 <= length <= T: it fits
+        self._ran_lengths = checked is not None
         if h is not None:  # h[s] is state s (h, then c) of every layer and direction
             for i, placeholders in enumerate(built.states):
                 feed.update({ph: h[s][i] for s, ph in enumerate(placeholders)})
@@ -306,7 +331,8 @@ class TF1Cell(BaseCell):
 
     def path(self) -> str:
         cls = self.cell_class()
-        return f"tf1 graph + Session ({cls + ', ' if cls else ''}dynamic_rnn while_loop)"
+        lengths = " with sequence_length" if self._ran_lengths else ""
+        return f"tf1 graph + Session ({cls + ', ' if cls else ''}dynamic_rnn while_loop{lengths})"
 
     def info(self) -> dict[str, Any]:
         out = super().info()

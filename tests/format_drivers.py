@@ -59,6 +59,59 @@ def onnx_run(path: Path, x: np.ndarray) -> Result:
     return {"outputs": names}, {"y": y, **out}
 
 
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+_SLOTS = {"sequence_lens": 4, "initial_h": 5, "initial_c": 6}  # the recurrent nodes' inputs
+
+
+def with_graph_inputs(model: Any, names: list[str]) -> Any:
+    """The ONNX ``model`` with ``names`` (of ``sequence_lens``, ``initial_h``, ``initial_c``) fed
+    to its recurrent nodes as graph inputs of those names, in the node's input slot of that
+    name (empty slots before it filled with ""). ``sequence_lens`` (B,) int32 goes to every
+    node; an initial state (dirs, B, H) only fits a model of one node."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [n for n in model.graph.node if n.op_type in RECURRENT_OPS]
+    states = [n for n in names if n != "sequence_lens"]
+    assert nodes and (not states or len(nodes) == 1), "an initial state input needs one node"
+    hidden = {a.name: a.i for a in nodes[0].attribute}["hidden_size"]
+    for node in nodes:
+        inputs = list(node.input)
+        for name in names:
+            inputs += [""] * (_SLOTS[name] + 1 - len(inputs))
+            inputs[_SLOTS[name]] = name
+        del node.input[:]
+        node.input.extend(inputs)
+    for name in names:
+        if name == "sequence_lens":
+            model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.INT32, ["B"]))
+        else:
+            shape = ["D", "B", hidden]
+            model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnx_run_lengths(path: Path, x: np.ndarray, lengths: np.ndarray, h0: Any = None) -> Result:
+    """onnxruntime on the file with ``lengths`` fed as every recurrent node's ``sequence_lens``
+    (and ``h0``, an array or an LSTM's (h0, c0), as ``initial_h``/``initial_c`` of a one-node
+    model); batch-major y back, and the final states as they are."""
+    import onnx
+    import onnxruntime as ort
+
+    states = () if h0 is None else (tuple(h0) if isinstance(h0, tuple) else (h0,))
+    names = ["sequence_lens", "initial_h", "initial_c"][: 1 + len(states)]
+    model = with_graph_inputs(onnx.load(str(path)), names)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"X": np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2))}
+    feed["sequence_lens"] = np.asarray(lengths, np.int32)
+    feed.update({n: np.asarray(s, np.float32) for n, s in zip(names[1:], states)})
+    outputs = [o.name for o in session.get_outputs()]
+    out = dict(zip(outputs, session.run(outputs, feed)))
+    y = np.ascontiguousarray(out.pop("Y").transpose(1, 0, 2))
+    return {"outputs": outputs, "inputs": [i.name for i in session.get_inputs()]}, {"y": y, **out}
+
+
 # --- Keras 3 (keras worker) ----------------------------------------------------------------------
 _KERAS_MODELS: dict[str, Any] = {}
 

@@ -1,7 +1,7 @@
 """The TF1 backend (BasicRNNCell / LSTMCell / GRUCell + dynamic_rnn in a Session, in its own
 worker process): every cell against the float64 reference, the LSTM's (c, h) state order and
 forget bias against TF1 itself, the reset-after GRU refusal, graph reuse, the seed notebook's
-replay, and a worker that dies."""
+replay, a worker that dies, and padded batches (lengths through sequence_length; a mask refused)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 from reference_cases import CASES as SHARED_CASES
-from reference_cases import CELL_CASES, check_case
+from reference_cases import CELL_CASES, cast_state, check_case, make_case
 
 import rnnbench as rb
 import rnnbench.process
 from rnnbench.commands.seed import check_kernel
+from rnnbench.padding import lengths_mask
 from rnnbench.process import pooled_worker
 from rnnbench.tolerances import SEED_REPLAY_ATOL
 
@@ -188,3 +189,45 @@ def test_worker_crash_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
             cell.forward(x[:, :2])
     finally:
         worker.kill()
+
+
+# Padded batches: ragged and unsorted, with a length-1 row and a full row.
+LENGTHS = np.array([7, 1, 4, 6, 3])
+PADDED_SPECS = {
+    "1layer-h0": (1, False, True),
+    "2layer-bidir": (2, True, False),
+}
+
+
+@pytest.mark.parametrize("layout", list(PADDED_SPECS))
+@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+def test_lengths_go_to_sequence_length(cells: Any, cell_name: str, layout: str) -> None:
+    """TF1's own sequence_length gives the canonical result: zeros past each row's length, the
+    state after its last real step, and (bidirectional_dynamic_rnn's reverse_sequence) a reverse
+    direction that starts at each row's own last step."""
+    layers, bidirectional, with_h0 = PADDED_SPECS[layout]
+    extra = {"reset_after": False} if cell_name == "gru" else {}
+    spec = rb.RNNSpec(3, 4, num_layers=layers, bidirectional=bidirectional, cell=cell_name, **extra)
+    weights, x, h0 = make_case(spec, len(LENGTHS), int(LENGTHS.max()), with_h0)
+    dtypes = ["float32", "float64"]
+    ready = {("tf1", d): cells.get("tf1", d) for d in dtypes}
+    result = rb.compare(weights, x, h0, ["tf1"], dtypes=dtypes, cells=ready, lengths=LENGTHS)
+    result.assert_close()
+    assert all("with sequence_length" in (row.path or "") for row in result.rows)
+    # Exactly zero past the length, not merely small: the same graph again (no new one built).
+    cell = ready[("tf1", "float32")]
+    built = cell.info()["graphs_built"]
+    y, _ = cell.forward(x.astype(np.float32), cast_state(h0, np.float32), lengths=LENGTHS)
+    assert cell.info()["graphs_built"] == built
+    padded = ~lengths_mask(LENGTHS, x.shape[1])
+    assert np.all(y[padded] == 0.0) and np.all(y[~padded] != 0.0)
+
+
+def test_a_mask_is_refused_with_lengths_as_the_way(cells: Any) -> None:
+    cell = cells.get("tf1", "float32")
+    cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3), seed=0))
+    mask = np.array([[True, False, True], [True, True, False]])
+    with pytest.raises(rb.UnsupportedPaddingError, match="cannot take a mask") as refused:
+        cell.forward(np.ones((2, 3, 2), np.float32), mask=mask)
+    assert "pass lengths=..." in str(refused.value)
+    assert cell.info()["padding"] == ["lengths"]  # what the worker's cell says it takes
