@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnnbench as rb
+from rnnbench.padding import random_lengths, random_mask
 from rnnbench.tolerances import SEED_ATOL
 
 DEVICE = os.environ.get("RNNBENCH_DEVICE", "cpu")
@@ -45,16 +46,28 @@ def check(
     x: np.ndarray,
     h0: object = None,
     dtype: str = "float32",
+    **padding: object,
 ) -> rb.BackendComparison:
-    """Compare one backend, fail with the full table when it is out of tolerance."""
+    """Compare one backend, fail with the full table when it is out of tolerance. ``padding``:
+    ``lengths=`` or ``mask=`` for a padded batch."""
     if DEVICE not in rb.backend_info(backend).devices:
         pytest.skip(f"backend {backend!r} has no device {DEVICE!r}")
     cell = cells.get(backend, dtype, DEVICE)
     result = rb.compare(
-        weights, x, h0, [backend], dtypes=[dtype], device=DEVICE, cells={(backend, dtype): cell}
+        weights,
+        x,
+        h0,
+        [backend],
+        dtypes=[dtype],
+        device=DEVICE,
+        cells={(backend, dtype): cell},
+        **padding,  # type: ignore[arg-type]
     )
     row = result.rows[0]
     if row.status == "skipped":
+        if "lengths" in padding and "does not take sequence lengths" in (row.reason or ""):
+            # Every built-in backend has a lengths mechanism: not wiring it up is a bug.
+            pytest.fail(row.reason)
         pytest.skip(row.reason or "skipped")
     result.assert_close()
     return row
@@ -129,6 +142,53 @@ def test_long_sequence(cells, backend: str, cell: str, dtype: str) -> None:  # t
     check(cells, backend, w, x, dtype=dtype)
 
 
+# Padded batches: one layer one way from h0, and two bidirectional layers (the reverse direction
+# of each row must start at the row's own last real step, in both layers).
+PADDED = {
+    "1layer-h0": {"num_layers": 1, "bidirectional": False, "h0": True},
+    "2layer-bidir": {"num_layers": 2, "bidirectional": True, "h0": False},
+    "2layer-bidir-h0": {"num_layers": 2, "bidirectional": True, "h0": True},
+}
+# Unsorted, with a one-step row and a full row: what packing and per-row reversal must get right.
+RAGGED_LENGTHS = np.array([6, 1, 7, 3])
+
+
+def padded_case(cell: str, config: str, seed: int) -> tuple:
+    shape = PADDED[config]
+    spec = make_spec(
+        cell, 3, 5, num_layers=shape["num_layers"], bidirectional=shape["bidirectional"]
+    )
+    w = rb.RNNWeights.random(spec, seed=seed, dtype="float64")
+    x, h0 = inputs(spec, 4, 7, seed=seed, h0=bool(shape["h0"]))
+    return w, x, h0
+
+
+@all_cells
+@pytest.mark.parametrize(
+    ("config", "dtype"),
+    [(config, "float32") for config in PADDED] + [("2layer-bidir-h0", "float64")],
+)
+def test_ragged_lengths(cells, backend: str, cell: str, config: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    """Right-padded rows through each library's own mechanism (packed sequences,
+    sequence_length, Keras masks, a masked scan): outputs past a length are zero, the final
+    state is the one after each row's last real step."""
+    w, x, h0 = padded_case(cell, config, seed=12)
+    row = check(cells, backend, w, x, h0, dtype, lengths=RAGGED_LENGTHS)
+    assert row.masked_output == "zero"
+    if dtype == "float64":
+        assert row.max_abs < 1e-10
+
+
+@all_cells
+@pytest.mark.parametrize("config", ["1layer-h0", "2layer-bidir-h0"])
+def test_mask_with_holes(cells, backend: str, cell: str, config: str) -> None:  # type: ignore[no-untyped-def]
+    """Keras' mask semantics with holes anywhere, a masked first and last step included; a
+    backend whose library pads only at the end (torch, tf1) is skipped with its reason, and
+    masked steps are checked against what each library writes there."""
+    w, x, h0 = padded_case(cell, config, seed=13)
+    check(cells, backend, w, x, h0, mask=random_mask(4, 7, seed=13))
+
+
 REGIMES = {"contractive": (0.5, 1.0), "near-orthogonal": (1.0, 1.0), "chaotic": (5.0, 0.1)}
 
 
@@ -185,6 +245,7 @@ def test_weight_regimes(cells, backend: str, cell: str, regime: str) -> None:  #
     batch=st.integers(1, 3),
     time=st.integers(1, 12),
     with_h0=st.booleans(),
+    padded=st.sampled_from(["none", "lengths", "mask"]),
 )
 def test_property_any_shape_agrees(  # type: ignore[no-untyped-def]
     cells,
@@ -199,6 +260,7 @@ def test_property_any_shape_agrees(  # type: ignore[no-untyped-def]
     batch,
     time,
     with_h0,
+    padded,
 ) -> None:
     spec = make_spec(
         cell,
@@ -211,4 +273,11 @@ def test_property_any_shape_agrees(  # type: ignore[no-untyped-def]
     )
     w = rb.RNNWeights.random(spec, seed=input_size * 100 + hidden_size)
     x, h0 = inputs(spec, batch, time, h0=with_h0)
-    check(cells, backend, w, x, h0)
+    padding: dict[str, object] = {}
+    if padded == "mask" and "mask" not in cells.get(backend, "float32", DEVICE).info()["padding"]:
+        padded = "lengths"  # this library pads only at the end: ragged rows instead
+    if padded == "lengths":
+        padding["lengths"] = random_lengths(batch, time, 1, time, seed=batch * 13 + time)
+    elif padded == "mask":
+        padding["mask"] = random_mask(batch, time, seed=batch * 13 + time)
+    check(cells, backend, w, x, h0, **padding)
