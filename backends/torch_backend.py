@@ -15,6 +15,16 @@ follows the generic fp32 precision (which a user may set to TF32 or bf16). The c
 ``allow_tf32`` (False by default, as equivalence needs) and applies it only around its own
 forward, through ``torch.backends.cudnn.flags`` and oneDNN's RNN precision, so that the
 process-wide settings are left as the user had them.
+
+A batch with ``lengths`` runs as torch users run one: ``pack_padded_sequence`` (unsorted rows
+allowed), the module on the ``PackedSequence``, and ``pad_packed_sequence`` back to (batch, T),
+zeros past each length; all three are inside ``run``, so a benchmark times the padding mechanism
+as a user pays for it. The packed overload of each fused op runs the rows as the batch shrinks
+step by step: every row's reverse direction starts at its own last step and ``h_n`` holds the
+state after it. On CUDA cuDNN takes the packed batch (``_cudnn_rnn`` with batch sizes); on CPU
+ATen's packed loop does, and a float32 LSTM does not reach oneDNN, whose RNN has no packed
+form. ``path()`` says "packed" after such a run. A mask with holes has no torch equivalent and
+is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ class TorchCell(BaseCell):
     distribution = "torch"
     devices = ("cpu", "cuda")
     variants = ("eager",)
+    # Packed sequences pad only at the end of a row: lengths, but no mask with holes.
+    takes_lengths = True
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class TorchCell(BaseCell):
         self._torch_dtype = torch.float64 if self.dtype == np.float64 else torch.float32
         self._device = torch.device(device)
         self._module: Any = None
+        self._packed = False  # whether the last run was a padded (packed) batch
 
     # --- loading -------------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
@@ -108,6 +121,7 @@ class TorchCell(BaseCell):
         # On CUDA this packs the weights into cuDNN's one contiguous buffer (a no-op on CPU).
         module.flatten_parameters()
         self._module = module
+        self._packed = False  # nothing has run on this module yet
 
     # --- running -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -149,8 +163,16 @@ class TorchCell(BaseCell):
         finally:
             rnn.fp32_precision = before
 
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
+    def prepare(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Any:
         xs, hs = self.check_inputs(x, h0)
+        # Checked before torch sees them: a zero, too long or float length is rnnbench's error.
+        padding = self.check_padding(xs, lengths, mask)
         torch = self._torch
         x_t = torch.from_numpy(xs).to(self._device)
         h_t: Any = None
@@ -158,20 +180,38 @@ class TorchCell(BaseCell):
             states = tuple(torch.from_numpy(s).to(self._device) for s in hs)
             # nn.LSTM takes the pair (h0, c0); nn.RNN and nn.GRU take h0 alone.
             h_t = states if self.spec.cell == "lstm" else states[0]
+        lengths_t: Any = None
+        if padding is not None and padding.lengths is not None:
+            # pack_padded_sequence takes the lengths on the CPU as int64, also for a CUDA input.
+            lengths_t = torch.from_numpy(padding.lengths.astype(np.int64))
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)  # the copies are not part of a timed run
-        return x_t, h_t
+        return x_t, h_t, lengths_t
 
     def run(self, prepared: Any) -> Any:
-        x_t, h_t = prepared
+        x_t, h_t, lengths_t = prepared
         with self._scope():
-            return self._module(x_t, h_t)
+            self._packed = lengths_t is not None
+            if lengths_t is None:
+                return self._module(x_t, h_t)
+            rnn_utils = self._torch.nn.utils.rnn
+            packed = rnn_utils.pack_padded_sequence(
+                x_t, lengths_t, batch_first=True, enforce_sorted=False
+            )
+            # The module reorders h0 by the packed batch's sorted_indices and h_n back, so both
+            # stay in the caller's row order.
+            y_packed, final = self._module(packed, h_t)
+            y, _ = rnn_utils.pad_packed_sequence(
+                y_packed, batch_first=True, padding_value=0.0, total_length=x_t.shape[1]
+            )
+            return y, final
 
     def synchronize(self, result: Any) -> None:
         if self._device.type == "cuda":
             self._torch.cuda.synchronize(self._device)
 
     def fetch(self, result: Any) -> tuple[np.ndarray, State]:
+        # A packed run's output is already padded back to (batch, T): both fetch alike.
         y, final = result
         # nn.LSTM returns (h_n, c_n); nn.RNN and nn.GRU return h_n alone.
         states = final if isinstance(final, tuple) else (final,)
@@ -188,10 +228,12 @@ class TorchCell(BaseCell):
         return bool(torch.backends.cudnn.enabled and torch.backends.cudnn.is_acceptable(probe))
 
     def _uses_onednn(self, op: str) -> bool:
-        """ATen's CPU lstm hands float32 to oneDNN when torch is built with it and it is on."""
+        """ATen's CPU lstm hands float32 to oneDNN when torch is built with it and it is on,
+        for a full batch only: the packed overload keeps its own loop."""
         mkldnn = self._torch.backends.mkldnn
         return (
             op == "lstm"
+            and not self._packed
             and self._device.type == "cpu"
             and self.dtype == np.float32
             and bool(mkldnn.is_available() and mkldnn.enabled)
@@ -205,13 +247,16 @@ class TorchCell(BaseCell):
         return "rnn_relu" if spec and spec.nonlinearity == "relu" else "rnn_tanh"
 
     def path(self) -> str:
+        """The dispatch of the last run; ", packed" when it was a padded batch (cuDNN takes
+        packed batches through the same call, the CPU op runs its packed loop)."""
         op = self.aten_op()
+        packed = ", packed" if self._packed else ""
         if self._uses_cudnn():
             tf32 = "TF32 allowed" if self.allow_tf32 else "TF32 off"
-            return f"cudnn (aten::{op} -> _cudnn_rnn, {tf32})"
+            return f"cudnn (aten::{op} -> _cudnn_rnn, {tf32}{packed})"
         if self._uses_onednn(op):
             return f"onednn (aten::{op} -> mkldnn_rnn_layer, cpu)"
-        return f"aten fused {op} ({self._device.type})"
+        return f"aten fused {op} ({self._device.type}{packed})"
 
     def info(self) -> dict[str, Any]:
         torch = self._torch

@@ -1,6 +1,6 @@
 """The PyTorch backend: every cell against the float64 reference, the fused op each dispatches
-to, the reset-before GRU it refuses, its scoped TF32 setting, and its errors. CUDA parts skip on
-machines without a GPU."""
+to, the reset-before GRU it refuses, its scoped TF32 setting, padded batches through packed
+sequences, and its errors. CUDA parts skip on machines without a GPU."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import pytest
 from reference_cases import (
     CELL_CASES,
     case,
+    cast_state,
     check_against_reference,
     check_lstm_state_pair,
+    make_case,
+    state_parts,
 )
 
 import rnnbench as rb
+from rnnbench.padding import lengths_mask
 from rnnbench.tolerances import SEED_ATOL
 
 torch = pytest.importorskip("torch", reason="torch not installed: pip install 'rnnbench[torch]'")
@@ -35,6 +39,20 @@ OP_SPECS = {
     "lstm": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="lstm"),
     "gru": rb.RNNSpec(3, 4, num_layers=2, bidirectional=True, cell="gru"),
 }
+
+# Padded batches. Unsorted lengths with a one-step row and a full-length row: what packing (and
+# putting the rows back in order) must get right.
+LENGTHS = np.array([6, 1, 7, 3])
+PAD_BATCH, PAD_STEPS = 4, 7
+# Every cell torch has, keyed by its fused op.
+PADDED_CELLS: dict[str, dict[str, Any]] = {
+    "rnn_tanh": {},
+    "rnn_relu": {"nonlinearity": "relu"},
+    "lstm": {"cell": "lstm"},
+    "gru": {"cell": "gru"},
+}
+# (layers, bidirectional, with h0): one layer one way from h0; two bidirectional layers from zeros.
+PADDED_SHAPES = {"1layer-h0": (1, False, True), "2layer-bidir": (2, True, False)}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -95,10 +113,12 @@ def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeig
     np.testing.assert_allclose(h_n[0], seed_notebook["final_state"], atol=SEED_ATOL, rtol=0)
 
 
-def _profile(cell: Any, steps: int) -> list[Any]:
+def _profile(cell: Any, steps: int, lengths: np.ndarray | None = None) -> list[Any]:
     from torch.profiler import ProfilerActivity, profile
 
-    prepared = cell.prepare(np.ones((2, steps, cell.spec.input_size), cell.dtype))
+    batch = 2 if lengths is None else len(lengths)
+    x = np.ones((batch, steps, cell.spec.input_size), cell.dtype)
+    prepared = cell.prepare(x) if lengths is None else cell.prepare(x, lengths=lengths)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         cell.synchronize(cell.run(prepared))
     return list(prof.events())
@@ -220,9 +240,10 @@ def test_lstm_prepare_and_run_carry_the_pair(cells: Any) -> None:
     cell = cells.get("torch", "float64")
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, bidirectional=True, cell="lstm"), seed=0))
     state = (np.full((2, 1, 3), 0.1), np.full((2, 1, 3), 0.2))
-    x_t, (h0_t, c0_t) = cell.prepare(np.zeros((1, 5, 2)), state)
+    x_t, (h0_t, c0_t), lengths_t = cell.prepare(np.zeros((1, 5, 2)), state)
     assert isinstance(c0_t, torch.Tensor) and float(c0_t[0, 0, 0]) == 0.2
-    y, (h_n, c_n) = cell.run((x_t, (h0_t, c0_t)))
+    assert lengths_t is None  # a full batch is not packed
+    y, (h_n, c_n) = cell.run((x_t, (h0_t, c0_t), None))
     assert tuple(y.shape) == (1, 5, 6)
     assert tuple(h_n.shape) == tuple(c_n.shape) == (2, 1, 3)
 
@@ -232,6 +253,125 @@ def test_bad_input_shape(cells: Any) -> None:
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3), seed=0))
     with pytest.raises(rb.ShapeError, match="features"):
         cell.forward(np.zeros((1, 4, 5), np.float32))
+
+
+def padded_case(op: str, shape: str) -> tuple[rb.RNNWeights, np.ndarray, Any]:
+    layers, bidirectional, with_h0 = PADDED_SHAPES[shape]
+    spec = rb.RNNSpec(3, 5, num_layers=layers, bidirectional=bidirectional, **PADDED_CELLS[op])
+    return make_case(spec, PAD_BATCH, PAD_STEPS, with_h0)
+
+
+def row_state(h0: Any, row: int) -> Any:
+    """One row of a public state (None, an array, or an LSTM's pair), batch axis kept."""
+    if h0 is None:
+        return None
+    rows = tuple(s[:, row : row + 1] for s in state_parts(h0))
+    return rows if isinstance(h0, tuple) else rows[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", list(PADDED_SHAPES))
+@pytest.mark.parametrize("op", list(PADDED_CELLS))
+def test_ragged_lengths(cells: Any, op: str, shape: str, dtype: str) -> None:
+    """Packed sequences give the canonical padded result: within tolerance of the float64
+    reference, exact zeros past each length, and per row the final state after its own last
+    step, equal to running the row alone, cut at its length, through torch (so the reverse
+    direction starts at the row's last real step, not at the padding)."""
+    weights, x, h0 = padded_case(op, shape)
+    cell = cells.get("torch", dtype)
+    result = rb.compare(
+        weights, x, h0, ["torch"], dtypes=[dtype], cells={("torch", dtype): cell}, lengths=LENGTHS
+    )
+    result.assert_close()
+    assert result.rows[0].masked_output == "zero"
+    assert result.rows[0].path == f"aten fused {op} (cpu, packed)"
+
+    xd, hd = x.astype(dtype), cast_state(h0, dtype)
+    y, h_n = cell.forward(xd, hd, lengths=LENGTHS)
+    h_n_parts = state_parts(h_n)
+    spec = weights.spec
+    hidden, top = spec.hidden_size, (spec.num_layers - 1) * spec.num_directions
+    atol = 1e-5 if dtype == "float32" else 1e-12
+    for b, length in enumerate(LENGTHS):
+        assert not y[b, length:].any(), f"row {b}: nonzero output past its length {length}"
+        # The last layer's final state is its output at each direction's last step: step
+        # length - 1 going forward, step 0 going back.
+        np.testing.assert_array_equal(h_n_parts[0][top, b], y[b, length - 1, :hidden])
+        if spec.bidirectional:
+            np.testing.assert_array_equal(h_n_parts[0][top + 1, b], y[b, 0, hidden:])
+        y_row, h_row = cell.forward(xd[b : b + 1, :length], row_state(hd, b))
+        np.testing.assert_allclose(y[b, :length], y_row[0], atol=atol, rtol=0)
+        for got, alone in zip(h_n_parts, state_parts(h_row), strict=True):
+            np.testing.assert_allclose(got[:, b], alone[:, 0], atol=atol, rtol=0)
+    if spec.bidirectional:
+        # The check can fail: the unpadded run's reverse direction reaches row 3's last real
+        # step (2) through the padding after it, and differs there.
+        y_full, _ = cell.forward(xd, hd)
+        assert np.abs(y_full[3, 2, hidden:] - y[3, 2, hidden:]).max() > 1e-3
+
+
+def test_a_mask_is_refused_with_lengths_as_the_way(cells: Any) -> None:
+    """Packed sequences pad only at the end of a row: a mask is refused (compare skips it), and
+    the message says to pass lengths."""
+    weights, x, _ = padded_case("gru", "2layer-bidir")
+    cell = cells.get("torch", "float32")
+    cell.load(weights.astype("float32"))
+    mask = lengths_mask(LENGTHS, PAD_STEPS)
+    x32 = x.astype(np.float32)
+    for call in (lambda: cell.forward(x32, mask=mask), lambda: cell.prepare(x32, mask=mask)):
+        with pytest.raises(rb.UnsupportedPaddingError, match="cannot take a mask") as info:
+            call()
+        assert "lengths=" in str(info.value).split("Hint:")[1]
+    assert cell.info()["padding"] == ["lengths"]
+    result = rb.compare(weights, x, None, ["torch"], cells={("torch", "float32"): cell}, mask=mask)
+    assert result.rows[0].status == "skipped" and "mask" in (result.rows[0].reason or "")
+
+
+@pytest.mark.parametrize(
+    ("lengths", "error", "match"),
+    [
+        (np.array([6, 0, 7, 3]), rb.ShapeError, r"lengths\[1\] is 0"),
+        (np.array([6, 1, 8, 3]), rb.ShapeError, "longer than x's 7 time steps"),
+        (np.array([6.0, 1.0, 7.0, 3.0]), rb.DTypeError, "integers"),
+        (np.array([6, 1, 7]), rb.ShapeError, r"expected \(4,\)"),
+    ],
+    ids=["zero", "too-long", "float", "wrong-shape"],
+)
+def test_bad_lengths_are_rnnbench_errors(
+    cells: Any, monkeypatch: pytest.MonkeyPatch, lengths: np.ndarray, error: type, match: str
+) -> None:
+    """Refused with rnnbench's error and hint before anything is packed."""
+
+    def no_packing(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("bad lengths reached pack_padded_sequence")
+
+    monkeypatch.setattr(torch.nn.utils.rnn, "pack_padded_sequence", no_packing)
+    weights, x, _ = padded_case("lstm", "2layer-bidir")
+    cell = cells.get("torch", "float32")
+    cell.load(weights.astype("float32"))
+    with pytest.raises(error, match=match) as info:
+        cell.forward(x.astype(np.float32), lengths=lengths)
+    assert "Hint:" in str(info.value)
+
+
+@pytest.mark.parametrize("op", list(OP_SPECS))
+def test_packed_run_dispatches_one_fused_op(cells: Any, op: str) -> None:
+    """A padded batch: packing, one fused op on the packed batch and unpacking all happen in
+    ``run`` (what a user pays for padding); the lengths stay a CPU int64 tensor as
+    pack_padded_sequence needs. A float32 LSTM runs ATen's packed loop, not oneDNN (which has no
+    packed form), and the path says so; a full batch afterwards is reported unpacked again."""
+    cell = cells.get("torch", "float32")
+    cell.load(rb.RNNWeights.random(OP_SPECS[op], seed=0))
+    x = np.ones((PAD_BATCH, PAD_STEPS, 3), np.float32)
+    lengths_t = cell.prepare(x, lengths=LENGTHS)[2]
+    assert lengths_t.device.type == "cpu" and lengths_t.dtype == torch.int64
+    names = [e.name for e in _profile(cell, PAD_STEPS, LENGTHS)]
+    assert names.count(f"aten::{op}") == 1, names
+    assert "aten::_pack_padded_sequence" in names and "aten::_pad_packed_sequence" in names
+    assert "aten::mkldnn_rnn_layer" not in names
+    assert cell.info()["path"] == f"aten fused {op} (cpu, packed)"
+    cell.forward(x)
+    assert "packed" not in cell.info()["path"]
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present, so device='cuda' is available")
@@ -271,3 +411,34 @@ def test_cuda_dispatches_to_cudnn(cells: Any, op: str) -> None:
     assert names.count("aten::_cudnn_rnn") == 1, names
     assert "aten::addmm" not in names
     assert cell.info()["path"] == f"cudnn (aten::{op} -> _cudnn_rnn, TF32 off)"
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("shape", list(PADDED_SHAPES))
+@pytest.mark.parametrize("op", list(PADDED_CELLS))
+def test_cuda_ragged_lengths(cells: Any, op: str, shape: str) -> None:
+    """cuDNN takes the packed batch in one call (lengths stay on the CPU as packing needs);
+    float32 and float64 within tolerance of the reference, zeros past each length."""
+    weights, x, h0 = padded_case(op, shape)
+    for dtype in ("float32", "float64"):
+        cell = cells.get("torch", dtype, device="cuda")
+        result = rb.compare(
+            weights,
+            x,
+            h0,
+            ["torch"],
+            dtypes=[dtype],
+            device="cuda",
+            cells={("torch", dtype): cell},
+            lengths=LENGTHS,
+        )
+        result.assert_close()
+        y, _ = cell.forward(x.astype(dtype), cast_state(h0, dtype), lengths=LENGTHS)
+        for b, length in enumerate(LENGTHS):
+            assert not y[b, length:].any()
+        assert cell.info()["path"] == f"cudnn (aten::{op} -> _cudnn_rnn, TF32 off, packed)"
+        x_t, _, lengths_t = cell.prepare(x.astype(dtype), lengths=LENGTHS)
+        assert x_t.device.type == "cuda" and lengths_t.device.type == "cpu"
+        names = [e.name for e in _profile(cell, PAD_STEPS, LENGTHS)]
+        assert names.count("aten::_cudnn_rnn") == 1, names
