@@ -3,7 +3,10 @@ worker process (the repo root is on its PYTHONPATH). Its variants misbehave on t
 ``run`` (after the first call and during warm-up or measurement): "crash" kills its own process
 (as the out-of-memory killer would), "hang" sleeps past any timeout, "oom" raises MemoryError;
 "ok" behaves. ``RefusingCell`` computes every cell but the reset-before GRU, which it refuses
-the way a real backend without that formula does (torch)."""
+the way a real backend without that formula does (torch). ``NoLengthsCell`` is a backend not
+wired for padding (the two-argument ``prepare``, ``takes_lengths`` False); ``LateLengthsCell``
+says it takes lengths but its ``prepare`` refuses them (as a library that cannot pad some
+layer would)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,11 @@ import signal
 import time
 from typing import Any
 
+import numpy as np
 from rnnbench.backends.numpy_backend import NumpyCell
 
+from rnnbench.errors import UnsupportedPaddingError
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
 
@@ -45,3 +51,26 @@ class RefusingCell(NumpyCell):
                 "use cell gru (reset_after=True)",
             )
         super()._load(weights)
+
+
+class NoLengthsCell(NumpyCell):
+    name = "bench-no-lengths"
+    takes_lengths = False
+    takes_mask = False
+
+    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:  # type: ignore[override]
+        return super().prepare(x, h0)
+
+
+class LateLengthsCell(NumpyCell):
+    name = "bench-late-lengths"
+
+    def prepare(
+        self, x: np.ndarray, h0: State | None = None, lengths: Any = None, mask: Any = None
+    ) -> Any:
+        if lengths is not None:
+            raise UnsupportedPaddingError(
+                "backend 'bench-late-lengths' cannot pad this layer",
+                "time it on full-length batches",
+            )
+        return super().prepare(x, h0)

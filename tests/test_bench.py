@@ -1,6 +1,7 @@
-"""The benchmark harness: statistics, FLOPs, the results file, resume, the cell as a sweep axis
-(part of every key, refusals skipped), that a worker that crashes, hangs or runs out of memory
-costs only its own case, and ``rnnbench check --cell``. Speed is never asserted."""
+"""The benchmark harness: statistics, FLOPs, the results file, resume, the cell and the lengths
+(full or ragged) as sweep axes (part of every key, refusals skipped), that a worker that
+crashes, hangs or runs out of memory costs only its own case, and ``rnnbench check --cell``.
+Speed is never asserted."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from rnnbench.bench.progress import PlainReporter
 from rnnbench.bench.results import RESULT_FIELDS, ResultsFile
 from rnnbench.bench.runner import select_variants
 from rnnbench.cli import main
+from rnnbench.padding import random_lengths
 
 DATA = Path(__file__).parent / "data"
 # every cell as `--cell` names it, and the (cell, reset_after) it means
@@ -247,7 +249,7 @@ def test_sweep_over_cells_and_resume(tmp_path: Path, refusing_backend: str) -> N
     summary = quiet_run(config)
     assert summary.exit_code() == 0
     data = json.loads(out.read_text())
-    assert data["schema"] == SCHEMA == "rnnbench.bench/1.1"
+    assert data["schema"] == SCHEMA == "rnnbench.bench/1.2"
     got = {(r["backend"], r["cell"], r["reset_after"]): r for r in data["results"]}
     assert len(got) == 8
     for (backend, cell, reset_after), rec in got.items():
@@ -287,8 +289,9 @@ def test_sweep_over_cells_and_resume(tmp_path: Path, refusing_backend: str) -> N
 
 
 def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
-    """A bench/1.0 file (no cell) resumes: its results are vanilla RNNs, an LSTM of the same
-    sizes is a case of its own, and the file is written back as 1.1 with nothing lost."""
+    """A bench/1.0 file (no cell, no lengths) resumes: its results are vanilla RNNs of full
+    length, an LSTM or a ragged batch of the same sizes is a case of its own, and the file is
+    written back as the current version with nothing lost."""
     old = json.loads((DATA / "bench_cpu_small.json").read_text())
     assert old["schema"] == "rnnbench.bench/1" and "cell" not in old["results"][0]
     out = tmp_path / "old.json"
@@ -300,6 +303,12 @@ def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
     assert not file.is_done(
         BenchCase("numpy", "hoisted", "cpu", "float32", 4, 10, 16, 16, cell="lstm")
     )
+    assert not file.is_done(
+        BenchCase("numpy", "hoisted", "cpu", "float32", 4, 10, 16, 16, lengths="ragged")
+    )
+    upgraded = file.results[0]
+    assert upgraded["lengths"] == "full"
+    assert upgraded["lengths_mean"] == upgraded["lengths_max"] == upgraded["seq_len"]
     summary = quiet_run(
         BenchConfig(
             backends=["numpy"],
@@ -313,13 +322,132 @@ def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
     assert summary.already_done == 1
     assert [(r["cell"], r["status"]) for r in summary.records] == [("lstm", "ok")]
     data = json.loads(out.read_text())
-    assert data["schema"] == "rnnbench.bench/1.1"
+    assert data["schema"] == SCHEMA
     assert len(data["results"]) == len(old["results"]) + 1
-    assert all(r["cell"] == "rnn" and r["nonlinearity"] == "tanh" for r in data["results"][:-1])
+    assert all(
+        r["cell"] == "rnn" and r["nonlinearity"] == "tanh" and r["lengths"] == "full"
+        for r in data["results"][:-1]
+    )
     # a newer minor is not resumed: its key may hold fields this version does not know
     out.write_text(json.dumps({**old, "schema": "rnnbench.bench/1.9"}))
-    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.1"):
+    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.2"):
         ResultsFile(out)
+
+
+def test_lengths_are_part_of_the_key() -> None:
+    assert "lengths" in KEY_FIELDS
+    assert {"lengths", "lengths_mean", "lengths_min", "lengths_max"} <= set(RESULT_FIELDS)
+    args = ("numpy", "hoisted", "cpu", "float32", 8, 10, 3, 4)
+    full, ragged = BenchCase(*args), BenchCase(*args, lengths="ragged")
+    assert full.lengths == "full" and full.key() != ragged.key()
+    assert "ragged" in ragged.label() and "ragged" not in full.label()
+    # a record written before lengths is a full batch
+    old = {k: v for k, v in full.to_dict().items() if k != "lengths"}
+    assert key_of(old) == full.key() != key_of({**old, "lengths": "ragged"})
+    # full passes no padding; ragged draws [T/2, T] by seed, the first row T long
+    assert full.row_lengths(seed=0) is None
+    lengths = ragged.row_lengths(seed=3)
+    assert lengths is not None and lengths[0] == 10 and lengths.min() >= 5
+    assert np.array_equal(lengths, ragged.row_lengths(seed=3))
+    assert full.lengths_record(0) == {
+        "lengths_mean": 10.0, "lengths_min": 10, "lengths_max": 10, "lengths_seed": None
+    }  # fmt: skip
+    stats = ragged.lengths_record(3)
+    assert stats["lengths_mean"] == pytest.approx(lengths.mean()) and stats["lengths_seed"] == 3
+    with pytest.raises(rb.SpecError, match="unknown lengths 'padded'"):
+        BenchCase(*args, lengths="padded")
+    # the sweep puts the full and the ragged case of one shape side by side
+    cases = expand_cases(
+        [("numpy", "hoisted")], device="cpu", dtypes=["float32"], batches=[2], seq_lens=[5, 9],
+        input_sizes=[3], hidden_sizes=[4], lengths=["full", "ragged"],
+    )  # fmt: skip
+    assert [(c.seq_len, c.lengths) for c in cases] == [
+        (5, "full"), (5, "ragged"), (9, "full"), (9, "ragged")
+    ]  # fmt: skip
+
+
+def test_bench_cli_lengths(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rnnbench.bench as bench_pkg
+
+    seen: list[BenchConfig] = []
+
+    def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
+        seen.append(config)
+        return rb.bench.BenchSummary(None, [{"status": "ok"}])
+
+    monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+    assert main(["bench", "--backends", "numpy", "--plain"]) == 0
+    assert list(seen[0].lengths) == ["full"]  # today's behaviour by default
+    assert main(["bench", "--backends", "numpy", "--lengths", "full,Ragged", "--plain"]) == 0
+    assert list(seen[1].lengths) == ["full", "ragged"]
+    assert main(["bench", "--backends", "numpy", "--lengths", "full,padded", "--plain"]) == 2
+    assert "unknown --lengths 'padded'" in capsys.readouterr().err
+    assert len(seen) == 2
+
+
+@pytest.fixture
+def no_lengths_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    info = rb.BackendInfo("bench-no-lengths", "tests.bench_fakes:NoLengthsCell")
+    monkeypatch.setitem(registry._load_registry(), info.name, info)
+    return info.name
+
+
+def test_ragged_run_and_refusal(tmp_path: Path, no_lengths_backend: str) -> None:
+    """numpy times both lengths of the case, the ragged one through its own padding; a backend
+    that takes no lengths is skipped with the reason for its ragged case only, and the run
+    succeeds."""
+    out = tmp_path / "ragged.json"
+    config = BenchConfig(
+        backends=["numpy", no_lengths_backend],
+        out=str(out),
+        lengths=["full", "ragged"],
+        peak=False,
+        **{**TINY, "batches": [6], "seq_lens": [8]},
+        **{**FAST, "min_time": 0.01},
+    )
+    summary = quiet_run(config)
+    assert summary.exit_code() == 0
+    data = json.loads(out.read_text())
+    got = {(r["backend"], r["lengths"]): r for r in data["results"]}
+    assert list(got) == [(b, lengths) for b in config.backends for lengths in ("full", "ragged")]
+    expected = random_lengths(6, 8, 4, 8, seed=0)
+    assert expected.mean() < 8
+    for (backend, lengths), rec in got.items():
+        assert set(RESULT_FIELDS) <= set(rec), set(RESULT_FIELDS) - set(rec)
+        assert rec["lengths_max"] == 8  # the first row spans the batch
+        if lengths == "full":
+            assert rec["status"] == "ok", rec["error"]
+            assert rec["lengths_mean"] == rec["lengths_min"] == 8
+            continue
+        assert rec["lengths_mean"] == pytest.approx(expected.mean())
+        assert rec["lengths_min"] == expected.min() >= 4 and rec["lengths_seed"] == 0
+        assert rec["flops"] == got[backend, "full"]["flops"]  # padded steps still count
+        if backend == "numpy":
+            assert rec["status"] == "ok" and rec["output_finite"] is True
+            assert rec["rounds"] >= 3 and rec["median_s"] > 0
+        else:
+            assert rec["status"] == "skipped" and rec["median_s"] is None
+            assert "backend 'bench-no-lengths' does not take sequence lengths" in rec["error"]
+
+
+def test_refusal_from_prepare_is_a_padding_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend that says it takes lengths but whose prepare refuses them raises the error
+    the runner records as "skipped" (in-process: the worker passes the same class through)."""
+    from rnnbench.bench import jobs
+
+    info = rb.BackendInfo("bench-late-lengths", "tests.bench_fakes:LateLengthsCell")
+    monkeypatch.setitem(registry._load_registry(), info.name, info)
+    spec = rb.RNNSpec(3, 4).to_dict()
+    kwargs = dict(arrays=None, backend=info.name, device="cpu", dtype="float32",
+                  variant="hoisted", spec=spec, batch=2, seq_len=4)  # fmt: skip
+    try:
+        assert jobs.setup(**kwargs)[0]["compile_s"] > 0  # full length: measured as usual
+        with pytest.raises(rb.errors.UnsupportedPaddingError, match="cannot pad this layer"):
+            jobs.setup(**kwargs, lengths=[4, 2])
+    finally:
+        jobs.teardown(None)
 
 
 def test_crash_hang_and_oom_lose_nothing_else(tmp_path: Path, fake_backend: str) -> None:
@@ -440,7 +568,7 @@ def test_check_every_cell_in_one_run(
     checks = data["checks"]
     assert [(c["spec"]["cell"], c["spec"]["reset_after"]) for c in checks] == list(CELLS.values())
     for c in checks:
-        assert c["schema"] == "rnnbench.check/1.1" and c["seq_len"] == 12
+        assert c["schema"] == "rnnbench.check/1.2" and c["seq_len"] == 12
         assert [(r["backend"], r["dtype"], r["status"]) for r in c["rows"]] == [
             ("numpy", "float32", "pass"), ("numpy", "float64", "pass")
         ]  # fmt: skip

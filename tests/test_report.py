@@ -1,6 +1,7 @@
 """``rnnbench report``: the files it writes, that the HTML needs no network, that every backend,
 machine and failure shows, that several machines merge grouped, and that schema versions are
-read or refused by the stated rule, and that results are grouped by cell. The fixtures are a
+read or refused by the stated rule, that results are grouped by cell, and the padding cost
+table of ragged results. The fixtures are a
 small real CPU run of schema bench/1.0 (before cells; trimmed, with a timed-out, a failed and a
 skipped result added), a real ``rnnbench check --json`` of schema check/1.0, and, for the
 cells, a real ``rnnbench bench --cell all`` run of numpy and torch (torch refuses the
@@ -207,6 +208,9 @@ def test_files_written_before_cells_read_as_rnn() -> None:
     assert {(r["cell"], r["reset_after"], r["nonlinearity"]) for r in bench.results} == {
         ("rnn", None, "tanh")
     }
+    # and before lengths: full-length batches, every row T steps
+    assert {r["lengths"] for r in bench.results} == {"full"}
+    assert all(r["lengths_mean"] == r["lengths_max"] == r["seq_len"] for r in bench.results)
     check = load(CHECK)
     assert isinstance(check, CheckFile) and check.spec == {} and check.cell == "rnn"
     found = load(CHECKS_CELLS)
@@ -299,3 +303,74 @@ def test_check_tables_per_cell(cell_report: dict[str, Any]) -> None:
     assert f"{c_n:.2e}" in by_cell["lstm"]
     assert "reset gate after the recurrent product" in by_cell["gru-reset-before"]
     assert "5 equivalence check(s) (cells: rnn, lstm, gru, gru-reset-before)" in cell_report["md"]
+
+
+# --- padding cost -----------------------------------------------------------------------------
+
+
+def _with_ragged() -> dict[str, Any]:
+    """The bench fixture plus ragged results of its T=40, H=16 case (and numpy's T=10 one): mean
+    length 30 of 40 (0.75 of the work), at known multiples of each full median."""
+    data = _bench()
+    data["schema"] = "rnnbench.bench/1.2"
+    scale = {"numpy": 0.75, "torch": 1.0, "jax": 1.5}
+    ragged = []
+    for r in data["results"]:
+        if r["status"] != "ok" or r["hidden_size"] != 16:
+            continue
+        if r["seq_len"] == 10 and r["backend"] != "numpy":
+            continue
+        t = r["seq_len"]
+        rec = {**r, "lengths": "ragged", "lengths_mean": 0.75 * t, "lengths_min": t // 2,
+               "lengths_max": t, "lengths_seed": 0, "samples": []}  # fmt: skip
+        if r["backend"] == "tf1":
+            why = "backend 'tf1' does not take sequence lengths\nHint: time it full length"
+            rec.update(status="skipped", median_s=None, error=why)
+        else:
+            rec["median_s"] = r["median_s"] * (0.9 if t == 10 else scale[r["backend"]])
+        ragged.append(rec)
+    data["results"] += ragged
+    return data
+
+
+def _row(md: str, case: str, backend: str) -> str:
+    return next(ln for ln in md.splitlines() if ln.startswith(f"| {case} | {backend} |"))
+
+
+def test_padding_cost_table(tmp_path: Path, report: dict[str, Any]) -> None:
+    # no ragged result, no table (and nothing else changes: see the tests above)
+    assert "Padding cost" not in report["md"] and "ragged" not in report["md"]
+    path = _write(tmp_path / "ragged.json", _with_ragged())
+    md = write_report([path], tmp_path / "out", figures=False)["markdown"].read_text("utf-8")
+    assert md.count("#### Padding cost · rnn") == 1
+    table = md.split("#### Padding cost · rnn")[1].split("####")[0]
+    assert "| case | backend | full | ragged | ragged / full | real work (mean L / T) |" in table
+    case = "cpu float32 · B=4 T=40 I=16 H=16"
+    # ratio ≈ the work fraction: saves padded steps; ≈ 1: full price; > 1: overhead on top
+    numpy = _row(table, case, "numpy [hoisted]")
+    assert "| 0.75 | 0.75 | 20..40, mean 30 of T=40 |" in numpy
+    assert "saves the padded steps" in numpy
+    torch = _row(table, case, "torch [eager]")
+    assert "| 1.00 | 0.75 |" in torch and "full price: padded steps cost" in torch
+    jax = _row(table, case, "jax [scan]")
+    assert "| 1.50 | 0.75 |" in jax and "plus 50% padding overhead" in jax
+    short = _row(table, "cpu float32 · B=4 T=10 I=16 H=16", "numpy [hoisted]")
+    assert "| 0.90 | 0.75 |" in short and "saves part of the padded steps (40% of" in short
+    # a backend that refused the lengths: its reason, without the hint
+    tf1 = _row(table, case, "tf1 [graph]")
+    assert "ragged skipped: backend 'tf1' does not take sequence lengths" in tf1
+    assert "Hint" not in tf1
+    # the ragged case is a case of its own in the per-case tables
+    assert f"##### {case} · ragged lengths" in md and f"##### {case}\n" in md
+
+
+def test_compare_never_matches_ragged_with_full(tmp_path: Path) -> None:
+    from rnnbench.report.runs import compare_runs
+
+    old = load(BENCH)
+    new = load(_write(tmp_path / "ragged.json", _with_ragged()))
+    assert isinstance(old, BenchFile) and isinstance(new, BenchFile)
+    rows = compare_runs(old, new)
+    ragged = [r for r in rows if r.case.endswith(" ragged")]
+    assert len(ragged) == 5 and {r.verdict for r in ragged} == {"only-in-new"}
+    assert {r.verdict for r in rows if r not in ragged} == {"same", "failed", "skipped"}

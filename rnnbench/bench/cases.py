@@ -7,8 +7,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from rnnbench.commands.common import cell_name as _cell_name
+from rnnbench.errors import SpecError
+from rnnbench.padding import random_lengths
 from rnnbench.spec import RNNSpec
+
+# How the rows of a case's batch are padded: "full" (every row T steps, no padding passed) or
+# "ragged" (right-padded rows, lengths drawn in [T/2, T] and passed to the backend's own
+# padding mechanism). The first is what every run measured before padding existed.
+LENGTHS_CHOICES = ("full", "ragged")
 
 # The fields that identify a case in a results file (resume and `rnnbench compare` match on all
 # of them): the cell and its formula are part of it, so that runs of different cells never mix.
@@ -26,10 +35,11 @@ KEY_FIELDS = (
     "hidden_size",
     "layers",
     "bidirectional",
+    "lengths",
     "threads",
 )
 # What a record written before a field existed means (schema rnnbench.bench/1.0 had no cell:
-# every case was a vanilla tanh RNN).
+# every case was a vanilla tanh RNN; before 1.2 every batch was full length).
 KEY_DEFAULTS: dict[str, Any] = {
     "cell": "rnn",
     "reset_after": None,
@@ -37,6 +47,7 @@ KEY_DEFAULTS: dict[str, Any] = {
     "layers": 1,
     "bidirectional": False,
     "threads": None,
+    "lengths": "full",
 }
 
 
@@ -56,8 +67,14 @@ class BenchCase:
     cell: str = "rnn"
     reset_after: bool | None = None  # a GRU's formula; None (and True) for a GRU means after
     nonlinearity: str = "tanh"  # the vanilla RNN's; gated cells are always "tanh"
+    lengths: str = "full"  # LENGTHS_CHOICES
 
     def __post_init__(self) -> None:
+        if self.lengths not in LENGTHS_CHOICES:
+            raise SpecError(
+                f"unknown lengths {self.lengths!r} for a benchmark case",
+                f"use {' or '.join(LENGTHS_CHOICES)}",
+            )
         # The spec checks the combination (relu on a gated cell, reset_after on an LSTM) and
         # settles a GRU's reset_after, so that "gru" and "gru, reset_after=True" are one key.
         object.__setattr__(self, "reset_after", self.spec.reset_after)
@@ -87,6 +104,34 @@ class BenchCase:
     def key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in KEY_FIELDS)
 
+    def row_lengths(self, seed: int) -> np.ndarray | None:
+        """The lengths a ragged case passes (uniform in [T/2, T], the first row T, repeatable
+        by ``seed``); None for a full-length case, which passes no padding at all."""
+        if self.lengths == "full":
+            return None
+        t = self.seq_len
+        return random_lengths(self.batch, t, t // 2, t, seed=seed)
+
+    def lengths_record(self, seed: int) -> dict[str, Any]:
+        """What a result records of its lengths: mean, min and max (all T for a full batch),
+        and the seed they were drawn with, so that a report can show the real work fraction
+        (mean length / T) and a run can be repeated."""
+        lengths = self.row_lengths(seed)
+        if lengths is None:
+            t = self.seq_len
+            return {
+                "lengths_mean": float(t),
+                "lengths_min": t,
+                "lengths_max": t,
+                "lengths_seed": None,
+            }
+        return {
+            "lengths_mean": float(lengths.mean()),
+            "lengths_min": int(lengths.min()),
+            "lengths_max": int(lengths.max()),
+            "lengths_seed": seed,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -98,6 +143,8 @@ class BenchCase:
             text += " bi"
         if self.threads is not None:
             text += f" thr={self.threads}"
+        if self.lengths != "full":
+            text += f" {self.lengths}"
         return text
 
     def label(self) -> str:
@@ -130,19 +177,22 @@ def expand_cases(
     threads: Sequence[int | None] = (None,),
     cells: Sequence[tuple[str, bool | None]] = (("rnn", None),),
     nonlinearities: Sequence[str] = ("tanh",),
+    lengths: Sequence[str] = ("full",),
 ) -> list[BenchCase]:
     """The product of every option, grouped by (backend, variant, threads) so that one worker
     process serves a whole group; within a group, by dtype and cell, then sizes grow (small
     cases first). ``cells`` holds (cell, reset_after) pairs. ``nonlinearities`` are the vanilla
     RNN's: gated cells have their own (sigmoid gates, tanh candidate), so each of their cases
-    is made once, with "tanh", whatever ``nonlinearities`` holds. An input size of None is the
+    is made once, with "tanh", whatever ``nonlinearities`` holds. ``lengths`` varies fastest,
+    so that the full and the ragged case of one shape run one after the other (their ratio
+    is the padding cost, best measured close together). An input size of None is the
     case's hidden size (I = H, as DeepBench sizes its layers); a case that comes out twice
     (e.g. sizes 32 and None with hidden 32) is made once."""
     out: list[BenchCase] = []
     seen: set[tuple[Any, ...]] = set()
     for (backend, variant), thr in itertools.product(backends_variants, threads):
         for dtype, (cell, reset_after) in itertools.product(dtypes, cells):
-            for act, layer, bidi, hidden, inp, batch, seq in itertools.product(
+            for act, layer, bidi, hidden, inp, batch, seq, padded in itertools.product(
                 nonlinearities if cell == "rnn" else ["tanh"],
                 layers,
                 bidirectional,
@@ -150,6 +200,7 @@ def expand_cases(
                 input_sizes,
                 batches,
                 seq_lens,
+                lengths,
             ):
                 case = BenchCase(
                     backend,
@@ -166,6 +217,7 @@ def expand_cases(
                     cell=cell,
                     reset_after=reset_after,
                     nonlinearity=act,
+                    lengths=padded,
                 )
                 if case.key() not in seen:
                     seen.add(case.key())

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench.bench.machine import runtime_info
+from rnnbench.errors import UnsupportedPaddingError
 from rnnbench.registry import BackendInfo, get_backend, list_backends, register_backend
 from rnnbench.spec import RNNSpec
 from rnnbench.weights import RNNWeights
@@ -65,19 +66,35 @@ def setup(
     threads: int | None = None,
     cell_target: str | None = None,
     devices: list[str] | None = None,
+    lengths: list[int] | None = None,
 ) -> Reply:
-    """Make the cell, load weights, put the input on the device, and time the first call."""
+    """Make the cell, load weights, put the input on the device, and time the first call.
+
+    ``lengths`` (a ragged case) go to ``cell.prepare`` with the input, so that the backend's
+    own padding mechanism (packing, a mask, a length-aware scan) is set up there and then runs
+    inside every timed ``run``: its cost is what a ragged case measures. A backend that takes
+    no lengths is refused before its weights are loaded (``UnsupportedPaddingError``, which the
+    parent records as "skipped" with the reason)."""
     _state.clear()
     gc.collect()
     _ensure_registered(backend, cell_target, devices)
     cell = get_backend(backend, device, dtype, variant, isolate=False)
+    if lengths is not None and not getattr(cell, "takes_lengths", False):
+        # a backend without padding may not take the keywords at all: refused before prepare
+        raise UnsupportedPaddingError(
+            f"backend {backend!r} does not take sequence lengths, so it has no ragged timing",
+            "its full-length cases (--lengths full) are measured as usual",
+        )
     if threads is not None and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     rnn_spec = RNNSpec.from_dict(spec)
     cell.load(RNNWeights.random(rnn_spec, seed=seed))
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch, seq_len, rnn_spec.input_size)).astype(dtype)
-    prepared = cell.prepare(x, None)
+    if lengths is None:
+        prepared = cell.prepare(x, None)
+    else:
+        prepared = cell.prepare(x, None, lengths=np.asarray(lengths, dtype=np.int64))
     # The first call (trace, compile, cuDNN plan) is timed apart: an ahead-of-time compile when
     # the cell offers one, then the first run itself.
     t0 = time.perf_counter_ns()

@@ -7,7 +7,12 @@ complete file, never half of one. Opening an existing file resumes it: cases alr
 
 Schema 1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``, all part
 of the case key). A 1.0 file resumes as what it held, vanilla tanh RNNs: its records get those
-fields and the file is written back as 1.1.
+fields and the file is written back as the current version.
+
+Schema 1.2 added how the batch is padded (``lengths``: "full" or "ragged", part of the case
+key) and the lengths' ``lengths_mean`` / ``lengths_min`` / ``lengths_max`` (and the
+``lengths_seed`` they were drawn with). Every batch before it was full length: an older
+record resumes as "full", with each length T.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from typing import Any
 from rnnbench.bench.cases import KEY_DEFAULTS, BenchCase, key_of
 from rnnbench.errors import RNNBenchError
 
-SCHEMA = "rnnbench.bench/1.1"
-_MAJOR, _MINOR = 1, 1
+SCHEMA = "rnnbench.bench/1.2"
+_MAJOR, _MINOR = 1, 2
 _SCHEMA_RE = re.compile(r"^rnnbench\.bench/(\d+)(?:\.(\d+))?$")
 
 # The fields every result carries (the issue's item 7); extra fields may follow.
@@ -42,6 +47,10 @@ RESULT_FIELDS = (
     "hidden_size",
     "layers",
     "bidirectional",
+    "lengths",
+    "lengths_mean",
+    "lengths_min",
+    "lengths_max",
     "median_s",
     "iqr_s",
     "min_s",
@@ -57,12 +66,21 @@ STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 
 
 def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Give a record of an older minor version the key fields it lacks (in place): a 1.0 record
-    was a vanilla tanh RNN."""
-    for key in ("cell", "reset_after", "nonlinearity"):
+    """Give a record of an older minor version the fields it lacks (in place): a 1.0 record was
+    a vanilla tanh RNN, a record before 1.2 a full-length batch (every length T)."""
+    for key in ("cell", "reset_after", "nonlinearity", "lengths"):
         record.setdefault(key, KEY_DEFAULTS[key])
     if record["cell"] == "gru" and record["reset_after"] is None:
         record["reset_after"] = True
+    if record["lengths"] == "full" and isinstance(record.get("seq_len"), int):
+        t = record["seq_len"]
+        for key, value in (
+            ("lengths_mean", float(t)),
+            ("lengths_min", t),
+            ("lengths_max", t),
+            ("lengths_seed", None),
+        ):
+            record.setdefault(key, value)
     return record
 
 

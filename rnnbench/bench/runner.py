@@ -50,6 +50,8 @@ class BenchConfig:
     # (RNNSpec.cell, reset_after) pairs: ("rnn", None), ("lstm", None), ("gru", True/False)
     cells: Sequence[tuple[str, bool | None]] = (("rnn", None),)
     nonlinearities: Sequence[str] = ("tanh",)  # the vanilla RNN's; gated cells run tanh only
+    # "full" (no padding passed) and/or "ragged" (lengths in [T/2, T] drawn with ``seed``)
+    lengths: Sequence[str] = ("full",)
     min_time: float = 1.0  # seconds of timed calls per case
     min_rounds: int = 5
     max_rounds: int = 10_000  # caps the samples kept per case
@@ -102,6 +104,10 @@ def _stopped_by_ctrl_c(worker: Worker) -> bool:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _as_list(values: Any) -> list[int] | None:
+    return None if values is None else [int(v) for v in values]
 
 
 def _peak_key(device: str, dtype: str, threads: int | None) -> str:
@@ -200,6 +206,7 @@ class _Run:
             threads=c.threads,
             cells=c.cells,
             nonlinearities=c.nonlinearities,
+            lengths=c.lengths,
         )
         return cases, skip
 
@@ -246,6 +253,7 @@ class _Run:
     ) -> dict[str, Any]:
         rec: dict[str, Any] = {
             **case.to_dict(),
+            **case.lengths_record(self.config.seed),
             "path": None,
             "median_s": None,
             "iqr_s": None,
@@ -346,6 +354,7 @@ class _Run:
             threads=case.threads,
             cell_target=info.target,
             devices=list(info.devices),
+            lengths=_as_list(case.row_lengths(c.seed)),
         )
         partial.update(
             compile_s=head["compile_s"],

@@ -67,9 +67,11 @@ def format_table(data: dict[str, Any]) -> str:
 
 
 def _cell(record: dict[str, Any]) -> str:
-    """The record's cell as --cell names it (a 1.0 record has none: a vanilla RNN)."""
+    """The record's cell as --cell names it (a 1.0 record has none: a vanilla RNN), and
+    "ragged" for a batch of padded rows."""
     name = cell_name(record.get("cell", "rnn"), record.get("reset_after"))
-    return name + (" relu" if record.get("nonlinearity", "tanh") != "tanh" else "")
+    name += " relu" if record.get("nonlinearity", "tanh") != "tanh" else ""
+    return name + (" ragged" if record.get("lengths", "full") != "full" else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,14 @@ records those cases as "skipped" with the reason, and the sweep goes on. GFLOP/s
 matrix products of every gate: 2*B*T*(I+H)*G*H per layer and direction, G = 1 (rnn), 4
 (lstm), 3 (gru).
 
+--lengths full,ragged measures the cost of padding: a ragged case passes right-padded rows
+(lengths drawn uniformly in [T/2, T] with --seed, the first row T long) to the backend's own
+padding mechanism, which runs inside the timer. `rnnbench report` shows time(ragged) /
+time(full) next to the real work (mean length / T). A backend that takes no lengths records
+its ragged cases as "skipped" with the reason. The lengths are part of every result's key;
+a ragged case's FLOPs still count every padded step (B*T), so its GFLOP/s compares with the
+full case's.
+
 Each finished case is written to --out at once; running again with the same --out resumes
 (cases with status "ok" are skipped). Exit status: 0 every case measured (or skipped with a
 reason, e.g. a missing library) and at least one measured; 1 a case failed or timed out
@@ -50,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["tanh"],
         help="comma list: tanh,relu (default tanh); the rnn cell's only, lstm and gru have "
         "their own",
+    )
+    parser.add_argument(
+        "--lengths",
+        type=comma_list(str),
+        default=["full"],
+        help="comma list: full,ragged (default full: every row T steps, no padding passed); "
+        "ragged pads the rows to lengths in [T/2, T] through each backend's own mechanism",
     )
     parser.add_argument(
         "--variants",
@@ -117,7 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a case may take, compile included, before its worker is "
         "stopped and the case recorded as 'timeout' (default 300)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights, the input and the ragged lengths"
+    )
     parser.add_argument(
         "--no-peak", action="store_true", help="skip the GEMM peak (no roofline efficiency)"
     )
@@ -134,12 +151,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rnnbench.bench import BenchConfig, run_bench
+    from rnnbench.bench.cases import LENGTHS_CHOICES
     from rnnbench.bench.progress import make_reporter
     from rnnbench.errors import SpecError
 
     for act in args.nonlinearity:
         if act not in ("tanh", "relu"):
             raise SpecError(f"unknown --nonlinearity {act!r}", "use tanh, relu or tanh,relu")
+    lengths = [text.lower() for text in args.lengths]
+    for text in lengths:
+        if text not in LENGTHS_CHOICES:
+            raise SpecError(
+                f"unknown --lengths {text!r}",
+                "use full (every row T steps), ragged (rows padded to lengths in [T/2, T]) "
+                "or full,ragged",
+            )
+    if not lengths:
+        raise SpecError("--lengths is empty", "use full, ragged or full,ragged")
     for name in ("min_time", "timeout", "warmup"):
         if getattr(args, name) < 0:
             raise SpecError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -162,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads or [None],
         cells=args.cell,
         nonlinearities=args.nonlinearity,
+        lengths=list(dict.fromkeys(lengths)),
         min_time=args.min_time,
         min_rounds=args.min_rounds,
         max_rounds=args.max_rounds,

@@ -27,7 +27,7 @@ both GRU formulas in one run; every cell gets the same sizes, seed and dtypes. A
 checked on its output, h_n and c_n (the table's c_n column). --h0 starts from a random
 initial state: (h0, c0) for an LSTM. A backend that cannot compute a cell (torch has no
 reset-before GRU) is listed as skipped with the reason. --json FILE writes every cell's result
-into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.1
+into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.2
 result). Exit status: 0 every backend passed or was skipped, 1 a backend failed or broke in
 some cell, 2 a usage error.
 

@@ -3,6 +3,7 @@ figures (``figures/*.png``, which the Markdown links and the HTML embeds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import os
@@ -33,12 +34,15 @@ from rnnbench.report.model import (
     flatten,
     gather,
     gflops_of,
+    is_ragged,
     machine_summary,
+    padding_pairs,
     peak_gflops,
     series_label,
+    work_fraction,
 )
 from rnnbench.report.plots import FigureSet, Palette, fmt_time
-from rnnbench.report.results import CheckFile, is_ok
+from rnnbench.report.results import CheckFile, case_key, is_ok
 
 FIGURE_DIR = "figures"
 TITLE = "rnnbench report"
@@ -194,19 +198,34 @@ def _cell_blocks(
         ),
     ]
     notes: list[str] = []
+    ragged = any(is_ragged(r) for r in group.results)
+    # A ragged call's FLOPs count its padded steps and its median covers fewer real ones: the
+    # per-step and efficiency figures are of full-length batches, the padding table says the rest.
+    full = (
+        dataclasses.replace(group, results=[r for r in group.results if not is_ragged(r)])
+        if ragged
+        else group
+    )
     if figures:
         blocks.append(Heading(4, f"Figures · {cell}"))
         found = [
             _try(lambda: _sweep(group, "seq_len", palette, prefix, "time-vs-T")),
             _try(lambda: _sweep(group, "hidden_size", palette, prefix, "time-vs-H")),
-            _try(lambda: _per_step(group, palette, prefix)),
-            _try(lambda: _efficiency(group, palette, prefix)),
+            _try(lambda: _per_step(full, palette, prefix)),
+            _try(lambda: _efficiency(full, palette, prefix)),
         ]
         for f in found:
             _add_figures(blocks, drawn, f)
             notes += f.notes
+        if ragged:
+            notes.append(
+                "the time-per-step and efficiency figures show full-length batches only; ragged "
+                "ones are in the time figures (marked ragged) and in the padding cost table"
+            )
     if notes:
         blocks.append(Notes("Notes", notes))
+    if ragged:
+        blocks += _padding_blocks(cell, group)
     blocks.append(Heading(4, f"Results per case · {cell}"))
     for key, results in group.cases():
         blocks.append(Heading(5, case_title(key)))
@@ -279,6 +298,92 @@ def _case_table(results: list[dict[str, Any]]) -> Table:
         )
         css.append(_status_css(str(r["status"])))
     return Table(CASE_HEADERS, rows, css, numeric={2, 3, 4, 5, 6, 7, 8, 9})
+
+
+# Within this fraction a ratio of medians is taken as equal (as `rnnbench compare` judges runs).
+PADDING_NOISE = 0.05
+
+PADDING_HEADERS = [
+    "case",
+    "backend",
+    "full",
+    "ragged",
+    "ragged / full",
+    "real work (mean L / T)",
+    "lengths",
+    "reading",
+]
+
+
+def _padding_blocks(cell: str, group: MachineGroup) -> list[Block]:
+    """The padding cost of each backend and case: time(ragged) / time(full) beside the real
+    work fraction (mean length / T)."""
+    rows, css = [], []
+    for ragged, full in padding_pairs(group.results):
+        fraction = work_fraction(ragged)
+        both = is_ok(ragged) and full is not None and is_ok(full)
+        ratio = ragged["median_s"] / full["median_s"] if both and full is not None else math.nan
+        rows.append(
+            [
+                case_title(case_key({**ragged, "lengths": "full"})),
+                series_label(ragged),
+                fmt_time(full["median_s"]) if full is not None and is_ok(full) else "-",
+                fmt_time(ragged["median_s"]) if is_ok(ragged) else "-",
+                fmt_num(ratio, ".2f"),
+                fmt_num(fraction, ".2f"),
+                _lengths_text(ragged),
+                _padding_reading(ragged, full, ratio, fraction),
+            ]
+        )
+        # an unmeasured ragged case shows as its status does; a missing partner as a skip
+        css.append(
+            _status_css(str(ragged["status"])) if not is_ok(ragged) else "" if both else "skip"
+        )
+    return [
+        Heading(4, f"Padding cost · {cell}"),
+        Para(
+            "Each ragged case against the full-length case of the same backend and sizes: the "
+            "same input, its rows right-padded to lengths drawn in [T/2, T] and passed to the "
+            "library's own mechanism (packing, masks), which runs inside the timer. "
+            "`ragged / full` is the ratio of median times; `real work` is the fraction of "
+            "the steps that are real (mean length / T). A backend that skips padded steps "
+            "takes about the real work's fraction of the time; one that computes them anyway "
+            "takes the full time (ratio ≈ 1), and more when its padding mechanism has a cost "
+            f"of its own (ratio > 1). Ratios within {PADDING_NOISE:.0%} are read as equal."
+        ),
+        Table(PADDING_HEADERS, rows, css, numeric={2, 3, 4, 5}),
+    ]
+
+
+def _lengths_text(result: dict[str, Any]) -> str:
+    low, high, mean = (result.get(k) for k in ("lengths_min", "lengths_max", "lengths_mean"))
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, mean)):
+        return "-"
+    return f"{low:.0f}..{high:.0f}, mean {mean:.3g} of T={result['seq_len']}"
+
+
+def _padding_reading(
+    ragged: dict[str, Any], full: dict[str, Any] | None, ratio: float, fraction: float
+) -> str:
+    """What the ratio says, in words: whether the backend saves work on padded steps."""
+    for side, result in (("ragged", ragged), ("full-length", full)):
+        if result is None:
+            return "no full-length result of this case to compare with"
+        if not is_ok(result):
+            reason = str(result.get("error") or "no reason recorded").split("\nHint:")[0]
+            return f"{side} {result['status']}: {reason}"
+    if not math.isfinite(fraction):
+        return "the file does not record the lengths"
+    if 1.0 - fraction < PADDING_NOISE:
+        return f"too little padding to tell (under {PADDING_NOISE:.0%} of the steps)"
+    if ratio > 1.0 + PADDING_NOISE:
+        return f"full price for padded steps, plus {ratio - 1.0:.0%} padding overhead"
+    if ratio >= 1.0 - PADDING_NOISE:
+        return "full price: padded steps cost as much as real ones"
+    if ratio <= fraction * (1.0 + PADDING_NOISE):
+        return "saves the padded steps: time follows the real work"
+    saved = (1.0 - ratio) / (1.0 - fraction)
+    return f"saves part of the padded steps ({saved:.0%} of their time)"
 
 
 def _check_blocks(

@@ -332,6 +332,8 @@ def case_title(key: tuple[Any, ...]) -> str:
         text += f" · {c['threads']} threads"
     if c.get("nonlinearity", "tanh") != "tanh":
         text += f" · {c['nonlinearity']}"
+    if c.get("lengths", "full") != "full":
+        text += f" · {c['lengths']} lengths"
     return text
 
 
@@ -369,3 +371,29 @@ def gflops_of(result: dict[str, Any]) -> float:
 
 def failed(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in results if not is_ok(r)]
+
+
+# --- padding ------------------------------------------------------------------------------
+
+
+def is_ragged(result: dict[str, Any]) -> bool:
+    """A result of right-padded rows (``rnnbench bench --lengths ragged``)."""
+    return result.get("lengths", "full") != "full"
+
+
+def work_fraction(result: dict[str, Any]) -> float:
+    """The real work of a call as a fraction of its padded work: mean length / T (1 for a
+    full-length batch; NaN when the file does not say)."""
+    mean = result.get("lengths_mean", math.nan)
+    if not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        return 1.0 if not is_ragged(result) else math.nan
+    return float(mean) / float(result["seq_len"])
+
+
+def padding_pairs(
+    results: Sequence[dict[str, Any]],
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(ragged result, the full-length result of the same backend, variant and case, or None)
+    for every ragged result, in the order they appear."""
+    full = {run_key(r): r for r in results if not is_ragged(r)}
+    return [(r, full.get(run_key({**r, "lengths": "full"}))) for r in results if is_ragged(r)]

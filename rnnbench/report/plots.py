@@ -249,6 +249,8 @@ def _fixed_label(fixed: dict[str, Any], also: Sequence[str]) -> str:
         parts.append(str(fixed["nonlinearity"]))
     if fixed.get("threads") is not None:
         parts.append(f"threads={fixed['threads']}")
+    if fixed.get("lengths", "full") != "full":
+        parts.append(str(fixed["lengths"]))
     return " ".join(parts)
 
 

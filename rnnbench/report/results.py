@@ -10,7 +10,9 @@ an unknown kind, or a file without a schema is refused with a message that says 
 are read. Required fields (the ones every minor has) must be present in every result.
 
 bench/1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``): a 1.0
-result is a vanilla tanh RNN. check/1.1 added the spec (and with it the cell) and the LSTM's
+result is a vanilla tanh RNN. bench/1.2 added how the batch is padded (``lengths``: "full" or
+"ragged", part of the case key, with ``lengths_mean`` / ``lengths_min`` / ``lengths_max``): an
+older result is a full-length batch. check/1.1 added the spec (and with it the cell) and the LSTM's
 ``c_n_max_abs``: a 1.0 check is of a vanilla RNN. ``rnnbench.checks/1`` is a list of check
 results (``{"checks": [...]}``), each read as a check file of its own.
 """
@@ -29,7 +31,7 @@ from rnnbench.commands.common import cell_name
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
-READS: dict[str, tuple[int, int]] = {"bench": (1, 1), "check": (1, 1), "checks": (1, 0)}
+READS: dict[str, tuple[int, int]] = {"bench": (1, 2), "check": (1, 1), "checks": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
@@ -61,6 +63,10 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "cell": "rnn",
     "reset_after": None,
     "threads": None,
+    "lengths": "full",
+    "lengths_mean": math.nan,
+    "lengths_min": math.nan,
+    "lengths_max": math.nan,
     "q1_s": math.nan,
     "q3_s": math.nan,
     "time_per_step_s": math.nan,
@@ -221,8 +227,14 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
             "time_per_step_s",
             "flops",
             "peak_gflops",
+            "lengths_mean",
+            "lengths_min",
+            "lengths_max",
         ):
             row[key] = _num(row[key])
+        if row["lengths"] == "full" and not math.isfinite(row["lengths_mean"]):
+            # a full batch (every file before bench/1.2) has every row T steps long
+            row["lengths_mean"] = row["lengths_min"] = row["lengths_max"] = _num(row["seq_len"])
         row["samples"] = [float(s) for s in (row["samples"] or []) if _num(s) == _num(s)]
         results.append(row)
     return BenchFile(

@@ -1,8 +1,10 @@
 """Comparing two benchmark runs case by case, with the noise taken into account.
 
 A case is matched on backend, variant, device, dtype, cell (with a GRU's formula and a vanilla
-RNN's nonlinearity) and every size: an LSTM result is never judged against a GRU one. A file
-written before cells (schema bench/1.0) holds vanilla tanh RNNs. For each pair the ratio of
+RNN's nonlinearity), every size and the padding (full or ragged lengths): an LSTM result is
+never judged against a GRU one, nor a ragged batch against a full one. A file written before
+cells (schema bench/1.0) holds vanilla tanh RNNs; one written before lengths (before bench/1.2)
+holds full-length batches. For each pair the ratio of
 medians new/old is computed, and a verdict is given:
 
 - ``same``: the ratio lies within the threshold (by default 5%: 1/1.05 <= ratio <= 1.05), whether
@@ -61,6 +63,7 @@ def describe_case(result: dict[str, Any]) -> str:
         + (f" L={layers}" if layers != 1 else "")
         + dirs
         + (f" threads={result['threads']}" if result.get("threads") is not None else "")
+        + (f" {result['lengths']}" if result.get("lengths", "full") != "full" else "")
     )
 
 
