@@ -104,9 +104,7 @@ class CompareResult:
             if lstm:
                 errors.append(_fmt(r.c_n_max_abs))
             if padded:
-                errors.append(
-                    {"zero": "zeros", "repeat": "repeat"}.get(r.masked_output or "", "-")
-                )
+                errors.append({"zero": "zeros", "repeat": "repeat"}.get(r.masked_output or "", "-"))
             body.append((r.backend, r.dtype, r.device, *errors, bad, verdict))
         widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         widths[-1] = len(head[-1])
