@@ -14,6 +14,8 @@ import numpy as np
 
 from rnnbench import reference
 from rnnbench.cell import BaseCell
+from rnnbench.gradients import Grads, vjp_tuple
+from rnnbench.padding import Padding
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
@@ -27,6 +29,7 @@ class NumpyCell(BaseCell):
     variants = ("hoisted",)
     takes_lengths = True
     takes_mask = True
+    computes_gradients = True
 
     def _load(self, weights: RNNWeights) -> None:
         self._weights = weights
@@ -44,6 +47,17 @@ class NumpyCell(BaseCell):
     def fetch(self, result: Any) -> tuple[np.ndarray, State]:
         y, states = result
         return y, self.public_state(states)
+
+    def _vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...] | None,
+        dy: np.ndarray | None,
+        dstates: tuple[np.ndarray, ...] | None,
+        padding: Padding | None,
+    ) -> Grads:
+        # The hand-written backward pass of the reference, in this cell's dtype.
+        return vjp_tuple(self._weights, x, h0, dy, dstates, padding)
 
     def path(self) -> str:
         return "numpy-loop (input projection hoisted into one GEMM)"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from rnnbench.padding import Padding, check_padding, empty_rows
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
+
+if TYPE_CHECKING:  # the gradients module imports this one
+    from rnnbench.gradients import Grads
 
 
 @runtime_checkable
@@ -74,6 +77,20 @@ class RNNCell(Protocol):
 
     def info(self) -> dict[str, Any]:
         """Library, version, device, dtype, variant and the dispatch path that ran."""
+        ...
+
+    def vjp(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        dy: np.ndarray | None = None,
+        dh_n: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Grads:
+        """The gradients of ``L = sum(y * dy) + sum(h_n * dh_n)`` (+ ``sum(c_n * dc_n)``) by
+        the library's own autodiff: dx, dh0 and every weight array in the canonical layout
+        (see :mod:`rnnbench.gradients`)."""
         ...
 
 
@@ -134,6 +151,7 @@ class BaseCell(ABC):
     takes_lengths: ClassVar[bool] = False
     takes_mask: ClassVar[bool] = False
     takes_empty_rows: ClassVar[bool] = True  # a mask row with no real step at all
+    computes_gradients: ClassVar[bool] = False  # ``_vjp`` is implemented
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         self.dtype = resolve_dtype(dtype)
@@ -224,6 +242,42 @@ class BaseCell(ABC):
                 "for right-padded rows pass lengths=... instead of mask=...; a mask with holes "
                 "runs on numpy, jax and the keras backends",
             )
+
+    def vjp(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        dy: np.ndarray | None = None,
+        dh_n: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Grads:
+        """Check the inputs and cotangents, then ``_vjp`` (the library's autodiff). A backend
+        without ``computes_gradients`` is refused like a missing library, so ``compare`` lists
+        it as skipped with the reason."""
+        from rnnbench.gradients import check_cotangents
+
+        if not self.computes_gradients:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} does not compute gradients",
+                "compare gradients on numpy, torch, jax, keras or tf1",
+            )
+        xs, hs = self.check_inputs(x, h0)
+        padding = self.check_padding(xs, lengths, mask)
+        dy_c, dstates = check_cotangents(self.spec, xs.shape[0], xs.shape[1], dy, dh_n, self.dtype)
+        return self._vjp(xs, hs, dy_c, dstates, padding)
+
+    def _vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...] | None,
+        dy: np.ndarray | None,
+        dstates: tuple[np.ndarray, ...] | None,
+        padding: Padding | None,
+    ) -> Grads:
+        """The library's backward pass on checked inputs; states and cotangents as tuples in
+        ``spec.state_names`` order, None for zeros."""
+        raise NotImplementedError
 
     def mask_output(self) -> str:
         """What this backend writes at a masked step of a ``mask``: "repeat" (the previous

@@ -90,6 +90,26 @@ class Grads:
         out.update(self.weights.arrays())
         return out
 
+    @classmethod
+    def from_arrays(cls, spec: RNNSpec, arrays: dict[str, np.ndarray]) -> Grads:
+        """The inverse of :meth:`arrays` (e.g. for gradients sent from a worker process)."""
+        states = tuple(arrays[f"d{name}0"] for name in spec.state_names)
+        weights = {k: v for k, v in arrays.items() if k != "dx" and not k.startswith("d")}
+        return cls(
+            dx=arrays["dx"],
+            dh0=state_mod.from_tuple(spec, states),
+            weights=RNNWeights.from_arrays(spec, weights),
+        )
+
+    def astype(self, dtype: Any) -> Grads:
+        return Grads(
+            dx=self.dx.astype(dtype),
+            dh0=state_mod.from_tuple(
+                self.spec, tuple(s.astype(dtype) for s in state_mod.as_tuple(self.spec, self.dh0))
+            ),
+            weights=self.weights.astype(dtype),
+        )
+
 
 # --- backward steps ---------------------------------------------------------------------------
 
@@ -337,8 +357,10 @@ def vjp_tuple(
     )
 
 
-def _check_cotangent(name: str, value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
-    arr = float_array(name, value, np.float64)
+def _check_cotangent(
+    name: str, value: Any, shape: tuple[int, ...], what: str, dtype: Any
+) -> np.ndarray:
+    arr = float_array(name, value, dtype)
     if arr.shape != shape:
         raise ShapeError(
             f"{name} has shape {arr.shape}; expected {shape}: {what}",
@@ -367,10 +389,36 @@ def reference_vjp(
     arr, states = check_inputs(spec, x, h0, np.float64)
     batch, time, _ = arr.shape
     padding = check_padding(lengths, mask, batch, time)
+    dy_checked, dstates = check_cotangents(spec, batch, time, dy, dh_n, np.float64)
+    return vjp_tuple(weights, arr, states, dy_checked, dstates, padding)
+
+
+def one_bias_grads(grads: RNNWeights) -> RNNWeights:
+    """Canonical weight gradients from a library that adds one bias where the canonical layout
+    has two (Keras, TF1), after its converter (``from_keras``, ``from_tf1(forget_bias=0)``) put
+    the one bias's gradient in ``b_ih`` and zeros in ``b_hh``. Both canonical biases enter the
+    step as the same sum, so each one's gradient is the library bias's gradient: it is copied
+    into ``b_hh``. A reset-after GRU keeps its two biases in Keras, and is left as it is."""
+    spec = grads.spec
+    if not spec.bias or not _b_hh_hoisted(spec):
+        return grads
+    rows = [
+        [DirectionWeights(dw.w_ih, dw.w_hh, dw.b_ih, dw.b_ih.copy()) for dw in row]
+        for row in grads.layers
+    ]
+    return RNNWeights(spec, rows, dtype=grads.dtype)
+
+
+def check_cotangents(
+    spec: RNNSpec, batch: int, time: int, dy: Any, dh_n: Any, dtype: Any
+) -> tuple[np.ndarray | None, tuple[np.ndarray, ...] | None]:
+    """Validate and cast the cotangents of a vjp: ``dy`` (batch, time, dirs*hidden) and ``dh_n``
+    (the final state's public form: ``(dh_n, dc_n)`` for an LSTM) as a tuple in
+    ``spec.state_names`` order; None stays None (zeros)."""
     out_shape = (batch, time, spec.output_size)
     if dy is not None:
         dy = _check_cotangent(
-            "dy", dy, out_shape, "the gradient of the output y (batch, time, dirs*hidden)"
+            "dy", dy, out_shape, "the gradient of the output y (batch, time, dirs*hidden)", dtype
         )
     dstates = None
     if dh_n is not None:
@@ -387,5 +435,5 @@ def reference_vjp(
         else:
             parts, names = (dh_n,), ("dh_n",)
         what = "the gradient of the final state (layers*dirs, batch, hidden)"
-        dstates = tuple(_check_cotangent(n, p, shape, what) for n, p in zip(names, parts))
-    return vjp_tuple(weights, arr, states, dy, dstates, padding)
+        dstates = tuple(_check_cotangent(n, p, shape, what, dtype) for n, p in zip(names, parts))
+    return dy, dstates

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from rnnbench.registry import BackendInfo
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
+
+if TYPE_CHECKING:
+    from rnnbench.gradients import Grads
 
 # Errors a worker may raise that keep their class on this side (others become BackendRuntimeError).
 _PASS_THROUGH: dict[str, type[RNNBenchError]] = {
@@ -235,6 +238,19 @@ class ProcessCell:
         )
         self._spec = weights.spec
 
+    def _request_arrays(self, x: Any, h0: Any, lengths: Any, mask: Any) -> dict[str, np.ndarray]:
+        """The checked input, state and padding as the worker takes them (bad input fails here,
+        not in the worker)."""
+        xs, states = check_inputs(self.spec, x, h0, self.dtype)
+        padding = check_padding(lengths, mask, xs.shape[0], xs.shape[1])
+        arrays = {"x": xs, **wire.state_arrays("0", states)}
+        if padding is not None:
+            # Whether the backend takes it is the cell's to say, in the worker.
+            arrays["lengths" if padding.lengths is not None else "mask"] = (
+                padding.lengths if padding.lengths is not None else padding.mask
+            )
+        return arrays
+
     def forward(
         self,
         x: np.ndarray,
@@ -243,20 +259,35 @@ class ProcessCell:
         mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, State]:
         self._ensure_worker()
-        xs, states = check_inputs(self.spec, x, h0, self.dtype)  # fail here, not in the worker
-        padding = check_padding(lengths, mask, xs.shape[0], xs.shape[1])
-        arrays = {"x": xs, **wire.state_arrays("0", states)}
-        if padding is not None:
-            # Whether the backend takes it is the cell's to say, in the worker.
-            arrays["lengths" if padding.lengths is not None else "mask"] = (
-                padding.lengths if padding.lengths is not None else padding.mask
-            )
+        arrays = self._request_arrays(x, h0, lengths, mask)
         reply, out = self._worker.request({"op": "forward", "handle": self._handle}, arrays)
         self._info = reply.get("info", self._info)
         final = wire.read_state("_n", out)
         if final is None:
             raise BackendRuntimeError(f"backend {self.name!r}: its worker returned no final state")
         return out["y"], state_mod.from_tuple(self.spec, final)
+
+    def vjp(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        dy: np.ndarray | None = None,
+        dh_n: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Grads:
+        from rnnbench.gradients import Grads, check_cotangents
+
+        self._ensure_worker()
+        arrays = self._request_arrays(x, h0, lengths, mask)
+        xs = arrays["x"]
+        dy_c, dstates = check_cotangents(self.spec, xs.shape[0], xs.shape[1], dy, dh_n, self.dtype)
+        if dy_c is not None:
+            arrays["dy"] = dy_c
+        arrays.update(wire.state_arrays("_n_grad", dstates))
+        reply, out = self._worker.request({"op": "vjp", "handle": self._handle}, arrays)
+        self._info = reply.get("info", self._info)
+        return Grads.from_arrays(self.spec, out)
 
     def prepare(
         self,

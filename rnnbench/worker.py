@@ -4,7 +4,8 @@ It serves requests on stdin/stdout (see ``rnnbench.wire``). Library chatter prin
 would corrupt the pipe, so the real stdout is kept on a private descriptor and file descriptor 1
 is pointed at stderr before any library is imported.
 
-Requests: ``new`` (make a cell, get a handle), ``load``, ``forward``, ``info``, ``close``, and
+Requests: ``new`` (make a cell, get a handle), ``load``, ``forward``, ``vjp``, ``info``,
+``close``, and
 ``call`` (run ``module:function(**kwargs)`` that returns ``(header_dict, arrays_dict)``; used by
 the benchmark and ``rnnbench seed`` to run whole jobs inside the backend's process).
 """
@@ -68,6 +69,20 @@ def _serve() -> None:
                 )
                 final = tuple(np.asarray(s) for s in state_mod.as_tuple(cell.spec, h_n))
                 out_arrays = {"y": np.asarray(y), **wire.state_arrays("_n", final)}
+                reply["info"] = cell.info()
+            elif op == "vjp":
+                cell = cells[header["handle"]]
+                states = wire.read_state("0", arrays)
+                dstates = wire.read_state("_n_grad", arrays)
+                grads = cell.vjp(
+                    arrays["x"],
+                    None if states is None else state_mod.from_tuple(cell.spec, states),
+                    arrays.get("dy"),
+                    None if dstates is None else state_mod.from_tuple(cell.spec, dstates),
+                    lengths=arrays.get("lengths"),
+                    mask=arrays.get("mask"),
+                )
+                out_arrays = grads.arrays()
                 reply["info"] = cell.info()
             elif op == "info":
                 reply["info"] = cells[header["handle"]].info()
