@@ -13,15 +13,24 @@ from rnnbench import state as state_mod
 from rnnbench.arrays import resolve_dtype
 from rnnbench.cell import RNNCell, check_inputs
 from rnnbench.errors import BackendUnavailableError, RNNBenchError, ToleranceError
+from rnnbench.gradients import reference_vjp
 from rnnbench.padding import as_written, check_padding
 from rnnbench.reference import reference_forward
 from rnnbench.registry import backend_info, get_backend, list_backends
-from rnnbench.tolerances import Tolerance, comparable_steps, step_ages, tolerance_for
+from rnnbench.tolerances import (
+    GradTolerance,
+    Tolerance,
+    comparable_steps,
+    gradient_tolerance,
+    step_ages,
+    tolerance_for,
+)
 from rnnbench.weights import RNNWeights
 
 # The rows gained c_n_max_abs and the case its spec in 1.1; the case its padding and the rows
-# masked_output in 1.2. Older files read as before (no padding).
-SCHEMA = "rnnbench.check/1.2"
+# masked_output in 1.2; the rows the grad_* fields in 1.3. Older files read as before (no
+# padding, no gradients).
+SCHEMA = "rnnbench.check/1.3"
 
 
 @dataclass
@@ -46,10 +55,18 @@ class BackendComparison:
     # What the padded steps were checked against ("zero" or "repeat"); None on a full batch.
     masked_output: str | None = None
     error_per_step: list[float] = field(default_factory=list)
+    # Gradients (compare(..., grad=True)): status None when not checked; per array of
+    # Grads.arrays() the max error and its bound; the first step where dx leaves its bound.
+    grad_status: str | None = None
+    grad_reason: str | None = None
+    grad_errors: dict[str, float] = field(default_factory=dict)
+    grad_bounds: dict[str, float] = field(default_factory=dict)
+    grad_first_bad_step: int | None = None
+    grad_tolerance: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.status == "pass"
+        return self.status == "pass" and self.grad_status in (None, "pass", "skipped")
 
 
 @dataclass
@@ -65,8 +82,59 @@ class CompareResult:
 
     @property
     def passed(self) -> bool:
-        """No backend failed or broke (skipped ones are listed, not counted as failures)."""
-        return all(r.status in ("pass", "skipped") for r in self.rows)
+        """No backend failed or broke (skipped ones are listed, not counted as failures), in
+        the forward pass or, when checked, the gradients."""
+        return all(
+            r.status in ("pass", "skipped") and r.grad_status in (None, "pass", "skipped")
+            for r in self.rows
+        )
+
+    @property
+    def has_gradients(self) -> bool:
+        return any(r.grad_status is not None for r in self.rows)
+
+    def grad_table(self) -> str:
+        """The gradients' errors: dx, dh0 (dc0), the worst weight array relative to its bound,
+        and the first step where dx leaves its tolerance."""
+        lstm = any("dc0" in r.grad_errors for r in self.rows)
+        head = (
+            "backend",
+            "dtype",
+            "dx err",
+            "dh0 err",
+            *(("dc0 err",) if lstm else ()),
+            "worst weight (err/bound)",
+            "dx first bad step",
+            "verdict",
+        )
+        body = []
+        for r in self.rows:
+            if r.grad_status is None:
+                continue
+            weights = {k: v for k, v in r.grad_errors.items() if k not in ("dx", "dh0", "dc0")}
+            worst = "-"
+            if weights:
+                name = max(weights, key=lambda k: _ratio(weights[k], r.grad_bounds.get(k)))
+                ratio = _ratio(weights[name], r.grad_bounds.get(name))
+                worst = f"{name} {_fmt(weights[name])} ({ratio:.2g})"
+            errors = [
+                _fmt(r.grad_errors.get("dx", math.nan)),
+                _fmt(r.grad_errors.get("dh0", math.nan)),
+            ]
+            if lstm:
+                errors.append(_fmt(r.grad_errors.get("dc0", math.nan)))
+            bad = "-" if r.grad_first_bad_step is None else f"t={r.grad_first_bad_step}"
+            verdict = r.grad_status.upper() if r.grad_status != "skipped" else "skipped"
+            if r.grad_reason and r.grad_status != "pass":
+                verdict += f": {r.grad_reason}"
+            body.append((r.backend, r.dtype, *errors, worst, bad, verdict))
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+        widths[-1] = len(head[-1])
+        lines = [f"gradients: {self.case} (batch={self.batch}, T={self.seq_len})"]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+        return "\n".join(lines)
 
     def row(self, backend: str, dtype: str = "float32") -> BackendComparison:
         for r in self.rows:
@@ -114,18 +182,28 @@ class CompareResult:
         lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
         return "\n".join(lines)
 
-    __str__ = table
+    def __str__(self) -> str:
+        return self.table() + ("\n" + self.grad_table() if self.has_gradients else "")
 
     def assert_close(self) -> None:
         failed = [r for r in self.rows if r.status in ("fail", "error")]
-        if failed:
+        grad_failed = [r for r in self.rows if r.grad_status in ("fail", "error")]
+        if failed or grad_failed:
             details = "\n".join(
-                f"- {r.backend} ({r.dtype}): {r.status}; {r.reason or ''} tolerance {r.tolerance}"
-                for r in failed
+                [
+                    f"- {r.backend} ({r.dtype}): {r.status}; {r.reason or ''} tolerance "
+                    f"{r.tolerance}"
+                    for r in failed
+                ]
+                + [
+                    f"- {r.backend} ({r.dtype}) gradients: {r.grad_status}; "
+                    f"{r.grad_reason or ''} tolerance {r.grad_tolerance}"
+                    for r in grad_failed
+                ]
             )
             raise ToleranceError(
-                f"{len(failed)} backend(s) differ from the float64 reference:\n{self.table()}\n"
-                f"{details}",
+                f"{len(set(map(id, failed + grad_failed)))} backend(s) differ from the float64 "
+                f"reference:\n{self}\n{details}",
                 "see the first bad step; a layout bug shows at t=0, drift grows with t",
             )
 
@@ -139,6 +217,12 @@ class CompareResult:
             "padding": self.padding,
             "rows": [asdict(r) for r in self.rows],
         }
+
+
+def _ratio(err: float, bound: float | None) -> float:
+    if bound is None or not bound > 0:
+        return math.inf
+    return err / bound if err == err else math.inf  # NaN counts as the worst
 
 
 def _fmt(value: float) -> str:
@@ -213,6 +297,7 @@ def compare(
     cells: Mapping[tuple[str, str], RNNCell] | None = None,
     lengths: Any = None,
     mask: Any = None,
+    grad: bool = False,
 ) -> CompareResult:
     """Run each backend (all registered ones by default) in each dtype against the reference.
 
@@ -221,6 +306,11 @@ def compare(
     ``error`` row. ``cells`` may supply ready cells keyed by (backend, dtype), e.g. to reuse
     workers. ``lengths`` or ``mask`` pad the batch (:mod:`rnnbench.padding`): real steps are
     compared always, masked ones against what the backend says it writes there.
+
+    ``grad=True`` also compares each backend's gradients (``cell.vjp``) of
+    ``sum(y * dy) + sum(h_n * dh_n)`` for random cotangents (seeded) with the float64 reference
+    backward pass: every array of ``Grads.arrays()`` within ``gradient_tolerance``, and the first
+    step where dx leaves it. A backend without gradients is listed as skipped there.
     """
     names = list(backends) if backends is not None else list_backends()
     for name in names:
@@ -235,6 +325,7 @@ def compare(
     pad_args: dict[str, Any] = {}
     if padding is not None:
         pad_args = {padding.kind: padding.lengths if padding.lengths is not None else padding.mask}
+    grad_case = _GradCase(weights, xs, h, padding) if grad else None
     rows = []
     for dtype_name in dtypes:
         dtype = resolve_dtype(dtype_name)
@@ -274,6 +365,8 @@ def compare(
             if not passed:
                 row.status = "fail"
                 row.reason = "beyond tolerance"
+            if grad_case is not None:
+                grad_case.check(row, cell, dtype, xs, h_tuple, pad_args)
             rows.append(row)
     case = f"{spec.describe()}, batch {batch}"
     if padding is not None:
@@ -286,3 +379,116 @@ def compare(
         spec=spec.to_dict(),
         padding=None if padding is None else padding.to_dict(),
     )
+
+
+class _GradCase:
+    """The gradient half of one ``compare`` case: seeded cotangents, the float64 reference
+    gradients (one per output convention at masked steps) and their tolerances per dtype."""
+
+    SEED = 20261129
+
+    def __init__(self, weights: RNNWeights, x: np.ndarray, h0: Any, padding: Any) -> None:
+        spec = weights.spec
+        self.weights, self.x, self.h0, self.padding = weights, x, h0, padding
+        batch, time = x.shape[:2]
+        rng = np.random.default_rng(self.SEED)
+        self.dy = rng.standard_normal((batch, time, spec.output_size))
+        parts = tuple(
+            rng.standard_normal(state_mod.state_shape(spec, batch)) for _ in spec.state_names
+        )
+        self.dh_n = state_mod.from_tuple(spec, parts)
+        self._refs: dict[str, Any] = {}
+        self._tols: dict[tuple[str, str], GradTolerance] = {}
+
+    def _dy_for(self, written: str) -> np.ndarray:
+        # A layer that writes zeros where the canonical output repeats: its outputs are the
+        # canonical ones times the mask, so its gradients are the canonical ones of dy * mask.
+        if self.padding is not None and written != self.padding.masked_output:
+            return np.where(self.padding.mask[:, :, None], self.dy, 0.0)
+        return self.dy
+
+    def reference(self, written: str) -> Any:
+        if written not in self._refs:
+            kwargs = {}
+            if self.padding is not None:
+                kwargs = {self.padding.kind: getattr(self.padding, self.padding.kind)}
+            self._refs[written] = reference_vjp(
+                self.weights, self.x, self.h0, self._dy_for(written), self.dh_n, **kwargs
+            )
+        return self._refs[written]
+
+    def tolerance(self, written: str, dtype: np.dtype) -> GradTolerance:
+        key = (written, str(dtype))
+        if key not in self._tols:
+            self._tols[key] = gradient_tolerance(
+                self.weights,
+                dtype,
+                self.x,
+                self.h0,
+                self._dy_for(written),
+                self.dh_n,
+                self.padding,
+                reference=self.reference(written),
+            )
+        return self._tols[key]
+
+    def check(
+        self,
+        row: BackendComparison,
+        cell: RNNCell,
+        dtype: np.dtype,
+        xs: np.ndarray,
+        h_tuple: tuple[np.ndarray, ...] | None,
+        pad_args: dict[str, Any],
+    ) -> None:
+        spec = self.weights.spec
+        written = row.masked_output or "zero"
+        if row.status in ("error", "skipped"):
+            row.grad_status, row.grad_reason = "skipped", "the forward pass did not run"
+            return
+        try:
+            h_cast = None if h_tuple is None else tuple(s.astype(dtype) for s in h_tuple)
+            dh = tuple(s.astype(dtype) for s in state_mod.as_tuple(spec, self.dh_n))
+            got = cell.vjp(
+                xs.astype(dtype),
+                None if h_cast is None else state_mod.from_tuple(spec, h_cast),
+                self._dy_for(written).astype(dtype),
+                state_mod.from_tuple(spec, dh),
+                **pad_args,
+            )
+        except BackendUnavailableError as exc:
+            row.grad_status, row.grad_reason = "skipped", str(exc).split("\nHint:")[0]
+            return
+        except Exception as exc:
+            row.grad_status = "error"
+            row.grad_reason = f"{type(exc).__name__}: {exc}".split("\n")[0]
+            return
+        tol = self.tolerance(written, dtype)
+        row.grad_tolerance = tol.describe()
+        ref = self.reference(written).arrays()
+        arrays = got.arrays()
+        if set(arrays) != set(ref):
+            row.grad_status = "error"
+            row.grad_reason = f"gradient arrays {sorted(set(arrays) ^ set(ref))} differ in name"
+            return
+        bad = False
+        for name, value in ref.items():
+            err = np.abs(np.asarray(arrays[name], np.float64) - value)
+            if err.shape != value.shape:
+                row.grad_status = "error"
+                row.grad_reason = f"{name} has shape {err.shape}, the reference {value.shape}"
+                return
+            err[np.isnan(err)] = np.inf
+            row.grad_errors[name] = float(err.max()) if err.size else 0.0
+            row.grad_bounds[name] = tol.bounds[name]
+            if name == "dx":
+                per_step = err.max(axis=(0, 2))
+                over = np.nonzero(~(per_step <= tol.dx_steps))[0]
+                if over.size:
+                    row.grad_first_bad_step = int(over[0])
+                    bad = True
+            elif not row.grad_errors[name] <= tol.bounds[name]:
+                bad = True
+        row.grad_status = "fail" if bad else "pass"
+        if bad:
+            row.grad_reason = "beyond tolerance"

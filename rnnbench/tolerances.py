@@ -202,3 +202,95 @@ def step_ages(seq_len: int, num_directions: int, num_layers: int, hidden: int) -
     if num_layers > 1:
         return np.full((seq_len, 2 * hidden), seq_len - 1)
     return np.concatenate([fwd, fwd[::-1]], axis=1)
+
+
+# --- gradients ------------------------------------------------------------------------------
+#
+# A backward pass runs the recurrence in reverse: the gradient reaching step t has come back
+# through the T-1-t later steps (through the t earlier ones in a reverse direction), and each
+# step adds its rounding to it, so dx at step t carries errors of "backward age" T-1-t (T-1 for
+# every step above or beside a reverse direction). The rounding floor grows with that age like
+# the forward one, as a random walk: ``SAFETY * u * sqrt(fan_in) * layers * sqrt(age + 1)``,
+# relative to the largest value of the array (a gradient is not bounded by 1 as a tanh output
+# is, and its rounding is relative to the terms summed). A weight gradient sums its terms over
+# every step and row, so its floor takes the oldest age and sqrt(batch) more. The measured
+# part is the forward one's: the float64 reference backward pass rerun with every weight,
+# input, initial state and cotangent nudged by one unit roundoff, and PROBE_SAFETY times that
+# run's deviation allowed, per step of dx and per array otherwise. A chaotic trajectory
+# amplifies gradient errors as it amplifies forward ones, and the probe follows it.
+
+
+@dataclass(frozen=True)
+class GradTolerance:
+    """Bounds of one gradient comparison: per array name of ``Grads.arrays()`` an absolute bound
+    on its max error, and for ``dx`` a bound per time step (to find the first bad step)."""
+
+    bounds: dict[str, float]
+    dx_steps: np.ndarray  # (time,)
+    dtype: str
+
+    def describe(self) -> str:
+        d = self.dx_steps
+        return (
+            f"dx atol {d.min():.1e}..{d.max():.1e}, weights up to "
+            f"{max(v for k, v in self.bounds.items() if k != 'dx'):.1e} ({self.dtype})"
+        )
+
+
+def gradient_tolerance(
+    weights: Any,
+    dtype: Any,
+    x: np.ndarray,
+    h0: Any,
+    dy: np.ndarray | None,
+    dh_n: Any,
+    padding: Any = None,
+    reference: Any = None,
+) -> GradTolerance:
+    """Gradient tolerances for one vjp (public state forms for ``h0`` and ``dh_n``; ``padding``
+    a checked ``Padding`` or None; ``reference`` the float64 ``Grads`` when the caller has it)."""
+    from rnnbench.gradients import reference_vjp
+
+    spec = weights.spec
+    u = unit_roundoff(dtype)
+    lengths = None if padding is None else padding.lengths
+    mask = None if padding is None or padding.lengths is not None else padding.mask
+    kwargs = {"lengths": lengths, "mask": mask}
+    w64 = weights.astype(np.float64)
+    ref = reference if reference is not None else reference_vjp(w64, x, h0, dy, dh_n, **kwargs)
+    rng = np.random.default_rng(PROBE_SEED)
+
+    def nudge(a: Any) -> Any:
+        if a is None:
+            return None
+        if isinstance(a, tuple):
+            return tuple(nudge(p) for p in a)
+        a = np.asarray(a, np.float64)
+        return a * (1.0 + u * rng.choice((-1.0, 1.0), size=a.shape))
+
+    probe_w = type(weights).from_arrays(spec, {k: nudge(v) for k, v in w64.arrays().items()})
+    probe = reference_vjp(probe_w, nudge(x), nudge(h0), nudge(dy), nudge(dh_n), **kwargs)
+    ref_arrays, probe_arrays = ref.arrays(), probe.arrays()
+    batch, time = np.shape(x)[:2]
+    fan_in = max(spec.layer_input_size(k) + spec.hidden_size for k in range(spec.num_layers))
+    local = SAFETY * u * np.sqrt(fan_in) * spec.num_layers
+    if spec.num_directions == 1 and spec.num_layers == 1:
+        ages = np.arange(time - 1, -1, -1, dtype=np.float64)
+    else:
+        ages = np.full(time, time - 1, np.float64)
+    tiny = np.finfo(np.float64).tiny
+    bounds: dict[str, float] = {}
+    for name, value in ref_arrays.items():
+        scale = max(float(np.abs(value).max()), tiny)
+        deviation = float(np.abs(probe_arrays[name] - value).max())
+        extra = np.sqrt(batch) if name not in ("dx", "dh0", "dc0") else 1.0
+        floor = local * np.sqrt(time) * extra * scale
+        bounds[name] = max(floor, PROBE_SAFETY * deviation)
+    dx_ref = ref_arrays["dx"]
+    dx_scale = max(float(np.abs(dx_ref).max()), tiny)
+    dx_dev = np.abs(probe_arrays["dx"] - dx_ref).max(axis=(0, 2))
+    dx_steps = np.maximum(
+        local * np.sqrt(ages + 1.0) * dx_scale,
+        PROBE_SAFETY * _window_max(dx_dev, PROBE_WINDOW),
+    )
+    return GradTolerance(bounds=bounds, dx_steps=dx_steps, dtype=str(resolve_dtype(dtype)))

@@ -131,7 +131,7 @@ def test_bad_input_is_refused_before_any_backend_runs(case: tuple) -> None:
 
 def test_result_serialises(case: tuple) -> None:
     data = rb.compare(*case, backends=["numpy"]).to_dict()
-    assert data["schema"] == "rnnbench.check/1.2" and data["padding"] is None
+    assert data["schema"] == "rnnbench.check/1.3" and data["padding"] is None
     assert data["rows"][0]["backend"] == "numpy" and len(data["rows"][0]["error_per_step"]) == 10
 
 

@@ -27,7 +27,7 @@ both GRU formulas in one run; every cell gets the same sizes, seed and dtypes. A
 checked on its output, h_n and c_n (the table's c_n column). --h0 starts from a random
 initial state: (h0, c0) for an LSTM. A backend that cannot compute a cell (torch has no
 reset-before GRU) is listed as skipped with the reason. --json FILE writes every cell's result
-into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.2
+into one file (schema rnnbench.checks/1: {"checks": [...]}, each entry a rnnbench.check/1.3
 result). Exit status: 0 every backend passed or was skipped, 1 a backend failed or broke in
 some cell, 2 a usage error.
 
@@ -37,7 +37,13 @@ library's own mechanism (packed sequences, sequence_length, Keras masks, a maske
 past a length must be zero and the final state the one after each row's last real step.
 --mask random puts holes anywhere in the batch (Keras' mask semantics: a masked step carries the
 state and repeats the previous output); backends whose library pads only at the end (torch,
-tf1) are listed as skipped with the reason."""
+tf1) are listed as skipped with the reason.
+
+--grad also checks the backward pass: each backend's own autodiff computes the gradients of
+sum(y * dy) + sum(h_n * dh_n) (+ c_n for an LSTM) for seeded random cotangents, and a second
+table gives, per backend and dtype, the max error of dx, dh0 (dc0) and the worst weight array
+against its bound, and the first step where dx leaves its tolerance (errors grow backwards in
+time, from the last step to the first). The JSON rows hold every array's error and bound."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("random",),
         default=None,
         help="a mask with holes anywhere (Keras semantics; numpy, jax and keras take it)",
+    )
+    parser.add_argument(
+        "--grad",
+        action="store_true",
+        help="also compare gradients (each backend's autodiff against the float64 BPTT)",
     )
     parser.add_argument(
         "--json", metavar="FILE", help="also write every cell's comparison as JSON (one file)"
@@ -162,15 +173,30 @@ def run(args: argparse.Namespace) -> int:
         elif args.mask:
             padding["mask"] = random_mask(args.batch, args.seq_len, args.seed)
         result = compare(
-            weights, x, h0, args.backends, dtypes=args.dtype, device=args.device, **padding
+            weights,
+            x,
+            h0,
+            args.backends,
+            dtypes=args.dtype,
+            device=args.device,
+            grad=args.grad,
+            **padding,
         )
         results.append(result)
         if i:
             print()
         print(result.table())
+        if args.grad:
+            print()
+            print(result.grad_table())
         for row in result.rows:
             if row.status in ("fail", "error"):
                 print(f"\n{row.backend} ({row.dtype}): {row.reason}; tolerance {row.tolerance}")
+            if row.grad_status in ("fail", "error"):
+                print(
+                    f"\n{row.backend} ({row.dtype}) gradients: {row.grad_reason}; tolerance "
+                    f"{row.grad_tolerance}"
+                )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
