@@ -46,10 +46,11 @@ def check(
     x: np.ndarray,
     h0: object = None,
     dtype: str = "float32",
+    grad: bool = False,
     **padding: object,
 ) -> rb.BackendComparison:
     """Compare one backend, fail with the full table when it is out of tolerance. ``padding``:
-    ``lengths=`` or ``mask=`` for a padded batch."""
+    ``lengths=`` or ``mask=`` for a padded batch; ``grad``: the gradients too."""
     if DEVICE not in rb.backend_info(backend).devices:
         pytest.skip(f"backend {backend!r} has no device {DEVICE!r}")
     cell = cells.get(backend, dtype, DEVICE)
@@ -61,6 +62,7 @@ def check(
         dtypes=[dtype],
         device=DEVICE,
         cells={(backend, dtype): cell},
+        grad=grad,
         **padding,  # type: ignore[arg-type]
     )
     row = result.rows[0]
@@ -69,6 +71,8 @@ def check(
             # Every built-in backend has a lengths mechanism: not wiring it up is a bug.
             pytest.fail(row.reason)
         pytest.skip(row.reason or "skipped")
+    if grad and row.grad_status == "skipped":
+        pytest.skip(row.grad_reason or "skipped")
     result.assert_close()
     return row
 
@@ -153,10 +157,15 @@ PADDED = {
 RAGGED_LENGTHS = np.array([6, 1, 7, 3])
 
 
-def padded_case(cell: str, config: str, seed: int) -> tuple:
+def padded_case(cell: str, config: str, seed: int, nonlinearity: str = "tanh") -> tuple:
     shape = PADDED[config]
     spec = make_spec(
-        cell, 3, 5, num_layers=shape["num_layers"], bidirectional=shape["bidirectional"]
+        cell,
+        3,
+        5,
+        num_layers=shape["num_layers"],
+        bidirectional=shape["bidirectional"],
+        nonlinearity=nonlinearity,
     )
     w = rb.RNNWeights.random(spec, seed=seed, dtype="float64")
     x, h0 = inputs(spec, 4, 7, seed=seed, h0=bool(shape["h0"]))
@@ -187,6 +196,31 @@ def test_mask_with_holes(cells, backend: str, cell: str, config: str) -> None:  
     masked steps are checked against what each library writes there."""
     w, x, h0 = padded_case(cell, config, seed=13)
     check(cells, backend, w, x, h0, mask=random_mask(4, 7, seed=13))
+
+
+@all_cells
+@pytest.mark.parametrize(
+    ("config", "dtype", "padded"),
+    [
+        ("1layer-h0", "float32", False),
+        ("2layer-bidir", "float32", False),
+        ("2layer-bidir-h0", "float64", False),
+        ("2layer-bidir-h0", "float32", True),
+    ],
+    ids=["1layer-h0", "2layer-bidir", "2layer-bidir-h0-float64", "2layer-bidir-h0-ragged"],
+)
+def test_gradients(cells, backend: str, cell: str, config: str, dtype: str, padded: bool) -> None:  # type: ignore[no-untyped-def]
+    """Backpropagation through time by each library's own autodiff against the float64
+    hand-written BPTT: dx, dh0 (dc0) and every weight array of every layer and direction, in
+    the canonical layout (mapped back by the converters), for random cotangents of y and the
+    final state; the vanilla RNN in relu, whose derivative is a step."""
+    w, x, h0 = padded_case(cell, config, seed=14, nonlinearity="relu")
+    padding = {"lengths": RAGGED_LENGTHS} if padded else {}
+    row = check(cells, backend, w, x, h0, dtype, grad=True, **padding)
+    assert row.grad_status == "pass"
+    if dtype == "float64":
+        scale = max(abs(v) for v in row.grad_bounds.values())
+        assert row.grad_errors["dx"] < 1e-9 * max(scale, 1.0)
 
 
 REGIMES = {"contractive": (0.5, 1.0), "near-orthogonal": (1.0, 1.0), "chaotic": (5.0, 0.1)}
