@@ -27,6 +27,15 @@ Padded batches: ``lengths`` go to TF1's own ``sequence_length`` (``dynamic_rnn``
 ``reverse_sequence``, so a row's reverse direction starts at its last real step). Past a row's
 length TF1 writes zero outputs and copies the state through, which is rnnbench's canonical
 result. TF1 pads only at the end of a sequence, so a mask with holes is refused.
+
+Gradients (``vjp``) come from ``tf.gradients`` in a graph of their own, built once per (batch,
+time, lengths given?) when first asked for: the forward graph plus placeholders for the
+cotangents of y and of the stacked final states, and the gradients of ``[y, h_n(, c_n)]`` with
+respect to x, every initial-state placeholder and every cell variable. The initial state is
+always a placeholder there (zeros are fed when h0 is None), so dh0 exists either way. The
+variables' gradients (kernel and bias, or GRUCell's four arrays) go back to the canonical layout
+through ``RNNWeights.from_tf1`` with ``forget_bias=0`` (a gradient has no offset to add), and the
+one TF1 bias's gradient is both canonical biases' (``one_bias_grads``).
 """
 
 from __future__ import annotations
@@ -40,9 +49,11 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendRuntimeError, BackendUnavailableError
+from rnnbench.gradients import Grads, one_bias_grads
+from rnnbench.padding import Padding
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
-from rnnbench.weights import RNNWeights
+from rnnbench.weights import DirectionWeights, RNNWeights
 
 _MAX_GRAPHS = 8  # one per input shape; old ones are closed beyond this
 
@@ -109,6 +120,56 @@ def _variable_values(entry: Any) -> dict[str, np.ndarray]:
     return {"kernel": np.asarray(kernel), "bias": np.asarray(bias)}
 
 
+def _tf1_entry(cell: str, arrays: dict[str, np.ndarray]) -> Any:
+    """The inverse of :func:`_variable_values`: one direction as ``to_tf1()`` holds it."""
+    if cell == "gru":
+        return arrays
+    return (arrays["kernel"], arrays["bias"])
+
+
+def _cell_variables(index: int, cell: Any, suffixes: list[str]) -> dict[str, Any]:
+    """The variables of one cell by the end of their path (``kernel`` / ``bias``, or GRUCell's
+    nested ``gates/kernel``, ``candidate/bias``...), one per suffix, in the order given. Every
+    variable must be named by exactly one suffix, so that none is left out (unloaded, or without
+    a gradient)."""
+    names = {v.name.split(":")[0]: v for v in cell.weights}
+    found: dict[str, Any] = {}
+    for suffix in suffixes:
+        hits = [n for n in names if n == suffix or n.endswith("/" + suffix)]
+        if len(hits) != 1:
+            raise BackendRuntimeError(
+                f"backend 'tf1': cell {index} ({type(cell).__name__}) has "
+                f"{len(hits)} variables ending in {suffix!r}; its variables are "
+                f"{sorted(names)}"
+            )
+        found[suffix] = names[hits[0]]
+    matched = {v.name.split(":")[0] for v in found.values()}
+    if matched != set(names):
+        raise BackendRuntimeError(
+            f"backend 'tf1': cell {index} ({type(cell).__name__}) variables "
+            f"{sorted(set(names) - matched)} got no weights"
+        )
+    return found
+
+
+class _GradientOps:
+    """The gradient part of a graph: the cotangent placeholders and the gradient tensors."""
+
+    def __init__(
+        self,
+        dy: Any,
+        dfinals: tuple[Any, ...],
+        dx: Any,
+        dstates: list[tuple[Any, ...]],
+        dvariables: list[dict[str, Any]],
+    ):
+        self.dy = dy  # (B, T, dirs*H)
+        self.dfinals = dfinals  # one per state, (layers*dirs, B, H), rnnbench's order
+        self.dx = dx
+        self.dstates = dstates  # per cell, like _Graph.states
+        self.dvariables = dvariables  # per cell, {variable path suffix: gradient}
+
+
 class _Graph:
     """One built graph: its session, placeholders, outputs, and the cells' variables."""
 
@@ -131,47 +192,36 @@ class _Graph:
         self.y = y
         self.finals = finals  # stacked final states (layers*dirs, B, H), rnnbench's order
         self.cells = cells  # layer-major, direction-minor, like the canonical weights
+        self.gradients: _GradientOps | None = None  # set for a graph built for vjp
 
     def assign(self, values: list[dict[str, np.ndarray]]) -> None:
-        """Put each cell's arrays into its variables, matched by the end of the variable's path:
-        ``kernel`` / ``bias``, or GRUCell's nested ``gates/kernel``, ``candidate/bias``...
-        Every variable must get exactly one array, so none is left at its initial value."""
+        """Put each cell's arrays into its variables, matched by the end of the variable's path
+        (see :func:`_cell_variables`): every variable gets exactly one array, so none is left at
+        its initial value."""
         for index, (cell, arrays) in enumerate(zip(self.cells, values, strict=True)):
-            names = {v.name.split(":")[0]: v for v in cell.weights}
-            matched: set[str] = set()
+            variables = _cell_variables(index, cell, list(arrays))
             for suffix, value in arrays.items():
-                hits = [n for n in names if n == suffix or n.endswith("/" + suffix)]
-                if len(hits) != 1:
-                    raise BackendRuntimeError(
-                        f"backend 'tf1': cell {index} ({type(cell).__name__}) has "
-                        f"{len(hits)} variables ending in {suffix!r}; its variables are "
-                        f"{sorted(names)}"
-                    )
-                names[hits[0]].load(value, self.session)
-                matched.add(hits[0])
-            if matched != set(names):
-                raise BackendRuntimeError(
-                    f"backend 'tf1': cell {index} ({type(cell).__name__}) variables "
-                    f"{sorted(set(names) - matched)} got no weights"
-                )
+                variables[suffix].load(value, self.session)
 
 
 class TF1Cell(BaseCell):
     """``tf.compat.v1.nn.rnn_cell.BasicRNNCell`` / ``LSTMCell`` / ``GRUCell`` + ``dynamic_rnn``
     (stacked: ``MultiRNNCell``; bidirectional: ``bidirectional_dynamic_rnn`` per layer), run in a
     ``tf.compat.v1.Session``. A reset-after GRU is refused (GRUCell resets before). ``lengths``
-    are fed to ``sequence_length``."""
+    are fed to ``sequence_length``; ``vjp`` runs ``tf.gradients`` in a graph of its own."""
 
     name = "tf1"
     distribution = "tensorflow"
     devices = ("cpu",)
     variants = ("graph",)
     takes_lengths = True  # sequence_length; a mask with holes has no TF1 counterpart
+    computes_gradients = True  # tf.gradients in the graph
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device, dtype, variant)
         self._tf = _import_tf1()
-        self._graphs: OrderedDict[tuple[int, int, bool, bool], _Graph] = OrderedDict()
+        # Keyed by (batch, time, state given?, lengths given?, with gradients?).
+        self._graphs: OrderedDict[tuple[int, int, bool, bool, bool], _Graph] = OrderedDict()
         self._values: list[dict[str, np.ndarray]] = []
         self._graphs_built = 0  # reported by info(): repeated runs of one shape build none
         self._ran_lengths = False  # whether the last prepared batch fed sequence_length
@@ -213,7 +263,11 @@ class TF1Cell(BaseCell):
             return (state.h, state.c)  # by field name: LSTMStateTuple is (c, h)
         return (state,)
 
-    def _build(self, batch: int, time: int, with_h0: bool, with_lengths: bool) -> _Graph:
+    def _build(
+        self, batch: int, time: int, with_h0: bool, with_lengths: bool, with_grads: bool = False
+    ) -> _Graph:
+        """The graph of one input shape; ``with_grads`` adds the gradient ops (and needs
+        ``with_h0``: the initial state must be a placeholder to have a gradient)."""
         tf = self._tf
         spec = self._weights_spec
         dtype = tf.float32 if self.dtype == np.float32 else tf.float64
@@ -270,20 +324,70 @@ class TF1Cell(BaseCell):
                     cells += [fw, bw]
                     finals += [self._final(s_fw), self._final(s_bw)]
             stacked = tuple(tf.stack([f[s] for f in finals]) for s in range(len(spec.state_names)))
+            grads = self._gradient_ops(x, states, y, stacked, cells) if with_grads else None
             init = v1.global_variables_initializer()
         session = v1.Session(graph=graph)
         session.run(init)
         built = _Graph(session, x, states, y, stacked, cells, lengths)
+        built.gradients = grads
         built.assign(self._values)
         graph.finalize()  # repeated runs must not grow the graph
         return built
 
-    def _graph(self, batch: int, time: int, with_h0: bool, with_lengths: bool) -> _Graph:
-        key = (batch, time, with_h0, with_lengths)
+    def _gradient_ops(
+        self,
+        x: Any,
+        states: list[tuple[Any, ...]],
+        y: Any,
+        finals: tuple[Any, ...],
+        cells: list[Any],
+    ) -> _GradientOps:
+        """``tf.gradients`` of ``sum(y * dy) + sum(state_n * dstate_n)`` (the cotangents are
+        placeholders) with respect to x, the initial-state placeholders and every variable of
+        every cell, in the graph being built."""
+        tf = self._tf
+        v1 = tf.compat.v1
+        spec = self._weights_spec
+        dtype = x.dtype
+        batch, time = int(x.shape[0]), int(x.shape[1])
+        dy = v1.placeholder(dtype, (batch, time, spec.output_size), name="dy")
+        # ``finals`` are already in rnnbench's order (h, then c: see ``_final``).
+        dfinals = tuple(
+            v1.placeholder(
+                dtype,
+                (spec.num_layers * spec.num_directions, batch, spec.hidden_size),
+                name=f"d{name}_n",
+            )
+            for name in spec.state_names
+        )
+        variables = [
+            _cell_variables(i, cell, list(values))
+            for i, (cell, values) in enumerate(zip(cells, self._values, strict=True))
+        ]
+        initial = [ph for per_cell in states for ph in per_cell]
+        flat_vars = [v for per_cell in variables for v in per_cell.values()]
+        xs = [x, *initial, *flat_vars]
+        found = tf.gradients(ys=[y, *finals], xs=xs, grad_ys=[dy, *dfinals])
+        # tf.gradients gives None for an input the outputs do not depend on: its gradient is 0.
+        found = [tf.zeros(v.shape, dtype=dtype) if g is None else g for g, v in zip(found, xs)]
+        dx, rest = found[0], found[1:]
+        n_states = len(spec.state_names)
+        dstates = [tuple(rest[i * n_states : (i + 1) * n_states]) for i in range(len(states))]
+        rest = rest[len(initial) :]
+        dvariables = []
+        for per_cell in variables:
+            dvariables.append({suffix: g for suffix, g in zip(per_cell, rest)})
+            rest = rest[len(per_cell) :]
+        return _GradientOps(dy, dfinals, dx, dstates, dvariables)
+
+    def _graph(
+        self, batch: int, time: int, with_h0: bool, with_lengths: bool, with_grads: bool = False
+    ) -> _Graph:
+        key = (batch, time, with_h0, with_lengths, with_grads)
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
-        built = self._build(batch, time, with_h0, with_lengths)
+        built = self._build(batch, time, with_h0, with_lengths, with_grads)
         self._graphs_built += 1
         self._graphs[key] = built
         while len(self._graphs) > _MAX_GRAPHS:
@@ -304,14 +408,24 @@ class TF1Cell(BaseCell):
         padding = self.check_padding(xs, lengths, mask)  # a mask is refused: TF1 has no holes
         checked = None if padding is None else padding.lengths
         built = self._graph(xs.shape[0], xs.shape[1], h is not None, checked is not None)
+        return built, self._feed(built, xs, h, checked)
+
+    def _feed(
+        self,
+        built: _Graph,
+        xs: np.ndarray,
+        h: tuple[np.ndarray, ...] | None,
+        lengths: np.ndarray | None,
+    ) -> dict[Any, np.ndarray]:
+        """The feed of the forward placeholders: x, sequence_length and the initial states."""
         feed = {built.x: xs}
-        if checked is not None:
-            feed[built.lengths] = checked.astype(np.int32)  # 1 <= length <= T: it fits
-        self._ran_lengths = checked is not None
+        if lengths is not None:
+            feed[built.lengths] = lengths.astype(np.int32)  # 1 <= length <= T: it fits
+        self._ran_lengths = lengths is not None
         if h is not None:  # h[s] is state s (h, then c) of every layer and direction
             for i, placeholders in enumerate(built.states):
                 feed.update({ph: h[s][i] for s, ph in enumerate(placeholders)})
-        return built, feed
+        return feed
 
     def run(self, prepared: Any) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         built, feed = prepared
@@ -324,6 +438,84 @@ class TF1Cell(BaseCell):
     def fetch(self, result: Any) -> tuple[np.ndarray, State]:
         y, finals = result  # session.run already returned host arrays (its copy is the sync)
         return y, self.public_state(finals)
+
+    # --- gradients ---------------------------------------------------------------------
+    def _vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...] | None,
+        dy: np.ndarray | None,
+        dstates: tuple[np.ndarray, ...] | None,
+        padding: Padding | None,
+    ) -> Grads:
+        spec = self.spec
+        batch, time = x.shape[0], x.shape[1]
+        lengths = None if padding is None else padding.lengths  # a mask was refused already
+        # Initial states are always fed (zeros for None): dh0 is a gradient of the placeholder.
+        built = self._graph(batch, time, True, lengths is not None, with_grads=True)
+        ops = built.gradients
+        assert ops is not None  # built with_grads
+        initial = h0 if h0 is not None else self.zeros_state(batch)
+        feed = self._feed(built, x, initial, lengths)
+        out_shape = (batch, time, spec.output_size)
+        feed[ops.dy] = dy if dy is not None else np.zeros(out_shape, self.dtype)
+        finals = dstates if dstates is not None else self.zeros_state(batch)
+        feed.update(dict(zip(ops.dfinals, finals, strict=True)))
+        fetches = {"dx": ops.dx, "dstates": ops.dstates, "dvariables": ops.dvariables}
+        try:
+            got = built.session.run(fetches, feed_dict=feed)
+        except self._tf.errors.OpError as exc:
+            raise BackendRuntimeError(
+                f"backend 'tf1': session.run of the gradients failed: {exc.message}"
+            ) from exc
+        dh0 = tuple(
+            np.stack([per_cell[s] for per_cell in got["dstates"]])
+            for s in range(len(spec.state_names))
+        )
+        return Grads(
+            dx=got["dx"],
+            dh0=self.public_state(dh0),
+            weights=self._canonical_grads([dict(d) for d in got["dvariables"]]),
+        )
+
+    def _canonical_grads(self, per_cell: list[dict[str, np.ndarray]]) -> RNNWeights:
+        """The cells' variable gradients in the canonical layout: put back into the structure
+        ``to_tf1()`` returns (as ``_load`` took it apart) and read by ``from_tf1`` with
+        ``forget_bias=0`` (a gradient carries no offset). TF1's one bias is both canonical
+        biases, so both get its gradient; a spec without biases gets zeros (TF1 cells always
+        have a bias variable, held at zero)."""
+        spec = self.spec
+        entries = [_tf1_entry(spec.cell, arrays) for arrays in per_cell]
+        dirs = spec.num_directions
+        layers = [
+            tuple(entries[k * dirs : (k + 1) * dirs]) if dirs == 2 else entries[k]
+            for k in range(spec.num_layers)
+        ]
+        structure = layers if spec.num_layers > 1 else layers[0]
+        converted = one_bias_grads(
+            RNNWeights.from_tf1(
+                structure,
+                nonlinearity=spec.nonlinearity,
+                input_size=spec.input_size,
+                bidirectional=spec.bidirectional,
+                cell=spec.cell,
+                forget_bias=0.0,
+            )
+        )
+        rows = []
+        for row in converted.layers:
+            rows.append(
+                [
+                    DirectionWeights(
+                        dw.w_ih,
+                        dw.w_hh,
+                        dw.b_ih if spec.bias else np.zeros_like(dw.b_ih),
+                        dw.b_hh if spec.bias else np.zeros_like(dw.b_hh),
+                    )
+                    for dw in row
+                ]
+            )
+        return RNNWeights(spec, rows, dtype=self.dtype)
 
     def cell_class(self) -> str | None:
         """The TF1 cell class of the loaded spec (None before ``load``)."""

@@ -1,7 +1,8 @@
 """The TF1 backend (BasicRNNCell / LSTMCell / GRUCell + dynamic_rnn in a Session, in its own
 worker process): every cell against the float64 reference, the LSTM's (c, h) state order and
 forget bias against TF1 itself, the reset-after GRU refusal, graph reuse, the seed notebook's
-replay, a worker that dies, and padded batches (lengths through sequence_length; a mask refused)."""
+replay, a worker that dies, padded batches (lengths through sequence_length; a mask refused),
+and gradients (tf.gradients in the graph) against the float64 hand-written BPTT."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from reference_cases import CELL_CASES, cast_state, check_case, make_case
 import rnnbench as rb
 import rnnbench.process
 from rnnbench.commands.seed import check_kernel
+from rnnbench.gradients import reference_vjp
 from rnnbench.padding import lengths_mask
 from rnnbench.process import pooled_worker
 from rnnbench.tolerances import SEED_REPLAY_ATOL
@@ -231,3 +233,71 @@ def test_a_mask_is_refused_with_lengths_as_the_way(cells: Any) -> None:
         cell.forward(np.ones((2, 3, 2), np.float32), mask=mask)
     assert "pass lengths=..." in str(refused.value)
     assert cell.info()["padding"] == ["lengths"]  # what the worker's cell says it takes
+
+
+# Gradients: every cell TF1 has (a relu RNN without biases: TF1's bias variable still exists and
+# must come back as zeros), one layer with h0, and two bidirectional layers without h0 (dh0 of
+# the zeros fed in its place) on a ragged batch. Each case is a new graph (seconds with its
+# gradient ops), so float64 runs the cheaper one-layer graph only.
+GRAD_CELLS = {
+    "rnn-tanh": {"cell": "rnn"},
+    "rnn-relu-nobias": {"cell": "rnn", "nonlinearity": "relu", "bias": False},
+    "lstm": {"cell": "lstm"},
+    "gru-reset-before": {"cell": "gru", "reset_after": False},
+}
+GRAD_CASES = [
+    (cell, layout, dtype)
+    for cell in GRAD_CELLS
+    for layout, dtype in [
+        ("1layer-h0", "float32"),
+        ("1layer-h0", "float64"),
+        ("2layer-bidir-lengths", "float32"),
+    ]
+]
+# Relative to each array's largest value: rounding is ~1e-7 (float32) and ~1e-15 (float64); a
+# wrong gate block, a swapped (c, h), a missing bias gradient or a gradient of the wrong
+# direction would be O(1).
+GRAD_RTOL = {"float32": 1e-4, "float64": 1e-10}
+
+
+@pytest.mark.parametrize(("cell_name", "layout", "dtype"), GRAD_CASES)
+def test_gradients_match_the_float64_bptt(
+    cells: Any, cell_name: str, layout: str, dtype: str
+) -> None:
+    """dx, dh0 (dc0) and every weight array, mapped back by from_tf1 with forget_bias 0, against
+    reference_vjp, for random cotangents of y, h_n and (LSTM) a different c_n: a final-state
+    cotangent matched to LSTMStateTuple(c, h) by position would swap them."""
+    layers, bidirectional, with_h0 = (1, False, True) if layout == "1layer-h0" else (2, True, False)
+    lengths = LENGTHS if layout.endswith("lengths") else None
+    spec = rb.RNNSpec(3, 4, num_layers=layers, bidirectional=bidirectional, **GRAD_CELLS[cell_name])
+    batch, steps = len(LENGTHS), int(LENGTHS.max())
+    weights, x, h0 = make_case(spec, batch, steps, with_h0)
+    rng = np.random.default_rng(2)
+    dy = rng.standard_normal((batch, steps, spec.output_size))
+    shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
+    dstates = tuple(rng.standard_normal(shape) for _ in spec.state_names)
+    dh_n = dstates if spec.cell == "lstm" else dstates[0]
+    want = reference_vjp(weights, x, h0, dy, dh_n, lengths=lengths).arrays()
+
+    cell = cells.get("tf1", dtype)
+    cell.load(weights)
+    args = (x.astype(dtype), cast_state(h0, dtype), dy.astype(dtype), cast_state(dh_n, dtype))
+    got = cell.vjp(*args, lengths=lengths).arrays()
+    assert list(got) == list(want)
+    errors = {}
+    for name, ref in want.items():
+        assert got[name].dtype == np.dtype(dtype) and got[name].shape == ref.shape, name
+        scale = float(np.abs(ref).max())
+        if scale == 0.0:  # the biases of a spec without them
+            assert not got[name].any(), name
+            continue
+        errors[name] = float(np.abs(got[name] - ref).max()) / scale
+    worst = max(errors, key=errors.__getitem__)
+    assert errors[worst] < GRAD_RTOL[dtype], (worst, errors[worst])
+    assert ("l0.forward.b_ih" in errors) == spec.bias
+
+    # The gradient graph is built once per shape: a second vjp reuses it.
+    built = cell.info()["graphs_built"]
+    again = cell.vjp(*args, lengths=lengths).arrays()
+    assert cell.info()["graphs_built"] == built
+    np.testing.assert_array_equal(again["dx"], got["dx"])
