@@ -25,6 +25,18 @@ state after it. On CUDA cuDNN takes the packed batch (``_cudnn_rnn`` with batch 
 ATen's packed loop does, and a float32 LSTM does not reach oneDNN, whose RNN has no packed
 form. ``path()`` says "packed" after such a run. A mask with holes has no torch equivalent and
 is refused.
+
+Gradients (``vjp``) come from torch autograd, as a training loop gets them: the same module call
+(packed for lengths) outside inference mode, with the parameters, x and h0 (zeros when not given)
+requiring grad for that call only, then ``torch.autograd.grad`` of the outputs with the
+cotangents as ``grad_outputs``. The module is in training mode for the call (cuDNN's backward
+needs the forward's training workspace; with no dropout both modes compute the same function)
+and is put back in eval mode with frozen parameters afterwards. The weight gradients, keyed like
+the state dict, go through ``RNNWeights.from_torch`` as weights do. The backward runs in the
+forward's TF32/oneDNN precision scope: on CUDA ``_cudnn_rnn_backward``; on CPU a float32 LSTM's
+``mkldnn_rnn_layer_backward`` (oneDNN), and every other case autograd's graph of the fused op's
+step ops (``aten::lstm`` and the others are composite on CPU: one ``AddmmBackward0`` per step).
+``info()["backward_path"]`` says which ran in the last ``vjp``.
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendUnavailableError
+from rnnbench.gradients import Grads
+from rnnbench.padding import Padding
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
@@ -54,6 +68,7 @@ class TorchCell(BaseCell):
     variants = ("eager",)
     # Packed sequences pad only at the end of a row: lengths, but no mask with holes.
     takes_lengths = True
+    computes_gradients = True
 
     def __init__(
         self,
@@ -79,6 +94,7 @@ class TorchCell(BaseCell):
         self._device = torch.device(device)
         self._module: Any = None
         self._packed = False  # whether the last run was a padded (packed) batch
+        self._backward: str | None = None  # what ran for the last vjp's backward pass
 
     # --- loading -------------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
@@ -122,19 +138,25 @@ class TorchCell(BaseCell):
         module.flatten_parameters()
         self._module = module
         self._packed = False  # nothing has run on this module yet
+        self._backward = None
 
     # --- running -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _scope(self) -> Iterator[None]:
         """Inference mode, plus this cell's TF32 choice for cuDNN and oneDNN for the duration
         only."""
+        with self._torch.inference_mode(), self._precision():
+            yield
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """This cell's TF32 choice for cuDNN and oneDNN, for the duration only."""
         torch = self._torch
         cudnn = torch.backends.cudnn
         # flags() resets every flag it is not given, so the current ones are passed through.
         # TF32 off also sets the fp32 precision to "ieee": the RNN op's own precision inherits
         # it, whatever the user set as the generic default.
         with (
-            torch.inference_mode(),
             cudnn.flags(
                 enabled=cudnn.enabled,
                 benchmark=cudnn.benchmark,
@@ -146,6 +168,22 @@ class TorchCell(BaseCell):
             self._onednn_rnn_precision(),
         ):
             yield
+
+    @contextlib.contextmanager
+    def _grad_scope(self) -> Iterator[None]:
+        """Autograd on (also inside a caller's inference mode), the module in training mode
+        with its parameters requiring grad, in this cell's precision; afterwards the module is
+        as ``_load`` left it (eval mode, frozen parameters), so later forwards are unchanged."""
+        torch = self._torch
+        module = self._module
+        with torch.inference_mode(False), torch.enable_grad(), self._precision():
+            # cuDNN's backward needs the training forward's workspace; without dropout the
+            # training forward computes the same function.
+            module.train().requires_grad_(True)
+            try:
+                yield
+            finally:
+                module.eval().requires_grad_(False)
 
     @contextlib.contextmanager
     def _onednn_rnn_precision(self) -> Iterator[None]:
@@ -173,6 +211,16 @@ class TorchCell(BaseCell):
         xs, hs = self.check_inputs(x, h0)
         # Checked before torch sees them: a zero, too long or float length is rnnbench's error.
         padding = self.check_padding(xs, lengths, mask)
+        prepared = self._to_torch(xs, hs, padding)
+        if self._device.type == "cuda":
+            self._torch.cuda.synchronize(self._device)  # the copies are not part of a timed run
+        return prepared
+
+    def _to_torch(
+        self, xs: np.ndarray, hs: tuple[np.ndarray, ...] | None, padding: Padding | None
+    ) -> tuple[Any, Any, Any]:
+        """Checked arrays as the module's arguments: x, h0 (a pair for an LSTM, or None) and
+        the lengths for packing (or None)."""
         torch = self._torch
         x_t = torch.from_numpy(xs).to(self._device)
         h_t: Any = None
@@ -184,27 +232,68 @@ class TorchCell(BaseCell):
         if padding is not None and padding.lengths is not None:
             # pack_padded_sequence takes the lengths on the CPU as int64, also for a CUDA input.
             lengths_t = torch.from_numpy(padding.lengths.astype(np.int64))
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)  # the copies are not part of a timed run
         return x_t, h_t, lengths_t
 
     def run(self, prepared: Any) -> Any:
-        x_t, h_t, lengths_t = prepared
         with self._scope():
-            self._packed = lengths_t is not None
-            if lengths_t is None:
-                return self._module(x_t, h_t)
-            rnn_utils = self._torch.nn.utils.rnn
-            packed = rnn_utils.pack_padded_sequence(
-                x_t, lengths_t, batch_first=True, enforce_sorted=False
-            )
-            # The module reorders h0 by the packed batch's sorted_indices and h_n back, so both
-            # stay in the caller's row order.
-            y_packed, final = self._module(packed, h_t)
-            y, _ = rnn_utils.pad_packed_sequence(
-                y_packed, batch_first=True, padding_value=0.0, total_length=x_t.shape[1]
-            )
-            return y, final
+            return self._call(*prepared)
+
+    def _call(self, x_t: Any, h_t: Any, lengths_t: Any) -> Any:
+        """The module on a full batch, or on the packed batch padded back to (batch, T)."""
+        self._packed = lengths_t is not None
+        if lengths_t is None:
+            return self._module(x_t, h_t)
+        rnn_utils = self._torch.nn.utils.rnn
+        packed = rnn_utils.pack_padded_sequence(
+            x_t, lengths_t, batch_first=True, enforce_sorted=False
+        )
+        # The module reorders h0 by the packed batch's sorted_indices and h_n back, so both
+        # stay in the caller's row order.
+        y_packed, final = self._module(packed, h_t)
+        y, _ = rnn_utils.pad_packed_sequence(
+            y_packed, batch_first=True, padding_value=0.0, total_length=x_t.shape[1]
+        )
+        return y, final
+
+    def _vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...] | None,
+        dy: np.ndarray | None,
+        dstates: tuple[np.ndarray, ...] | None,
+        padding: Padding | None,
+    ) -> Grads:
+        torch = self._torch
+        spec = self.spec
+        # Without h0 the module's zeros would be no input of the graph: pass zeros, so that
+        # dh0 (and dc0) are defined.
+        states = h0 if h0 is not None else self.zeros_state(x.shape[0])
+        names = [name for name, _ in self._module.named_parameters()]
+        # Tensors made inside the scope: under a caller's inference mode they would be
+        # inference tensors, which autograd cannot use.
+        with self._grad_scope():
+            x_t, h_t, lengths_t = self._to_torch(x, states, padding)
+            leaves = (x_t, *(h_t if isinstance(h_t, tuple) else (h_t,)))
+            for leaf in leaves:
+                leaf.requires_grad_(True)
+            y, final = self._call(x_t, h_t, lengths_t)
+            outputs = (y, *(final if isinstance(final, tuple) else (final,)))
+            # None cotangents are zeros; the graph needs one for every output given.
+            cotangents = (dy, *(dstates if dstates is not None else (None,) * len(outputs[1:])))
+            grad_outputs = [
+                torch.zeros_like(out) if c is None else torch.from_numpy(c).to(self._device)
+                for out, c in zip(outputs, cotangents, strict=True)
+            ]
+            params = tuple(self._module.parameters())
+            grads = torch.autograd.grad(outputs, (*leaves, *params), grad_outputs)
+            if self._device.type == "cuda":
+                torch.cuda.synchronize(self._device)
+        self._backward = self._backward_path()
+        arrays = [g.detach().cpu().numpy() for g in grads]
+        n = len(leaves)
+        # Keyed like the module's state dict, through the converter weights take.
+        weights = RNNWeights.from_torch(dict(zip(names, arrays[n:], strict=True)), spec=spec)
+        return Grads(dx=arrays[0], dh0=self.public_state(arrays[1:n]), weights=weights)
 
     def synchronize(self, result: Any) -> None:
         if self._device.type == "cuda":
@@ -258,9 +347,22 @@ class TorchCell(BaseCell):
             return f"onednn (aten::{op} -> mkldnn_rnn_layer, cpu)"
         return f"aten fused {op} ({self._device.type}{packed})"
 
+    def _backward_path(self) -> str:
+        """What autograd ran backwards through for the last vjp (its forward's dispatch)."""
+        op = self.aten_op()
+        packed = ", packed" if self._packed else ""
+        if self._uses_cudnn():
+            tf32 = "TF32 allowed" if self.allow_tf32 else "TF32 off"
+            return f"cudnn (_cudnn_rnn_backward, {tf32}{packed})"
+        if self._uses_onednn(op):
+            return "onednn (MkldnnRnnLayerBackward0 -> mkldnn_rnn_layer_backward, cpu)"
+        # The CPU fused ops are composite: autograd records and reverses their step ops.
+        return f"autograd of aten::{op}'s step ops ({self._device.type}{packed})"
+
     def info(self) -> dict[str, Any]:
         torch = self._torch
         out = super().info()
+        out["backward_path"] = self._backward
         out["threads"] = torch.get_num_threads()
         out["allow_tf32"] = self.allow_tf32
         if self._device.type == "cuda":

@@ -19,6 +19,7 @@ from reference_cases import (
 )
 
 import rnnbench as rb
+from rnnbench.gradients import Grads, reference_vjp
 from rnnbench.padding import lengths_mask
 from rnnbench.tolerances import SEED_ATOL
 
@@ -442,3 +443,198 @@ def test_cuda_ragged_lengths(cells: Any, op: str, shape: str) -> None:
         assert x_t.device.type == "cuda" and lengths_t.device.type == "cpu"
         names = [e.name for e in _profile(cell, PAD_STEPS, LENGTHS)]
         assert names.count("aten::_cudnn_rnn") == 1, names
+
+
+# --- gradients (vjp) -----------------------------------------------------------------------
+
+# The worst error of each gradient array relative to its largest reference entry: float64 is
+# autograd of the same formula (rounding only), float32 a sanity bound for these small cases.
+GRAD_BOUNDS = {"float32": 1e-4, "float64": 1e-10}
+
+
+def cotangents(weights: rb.RNNWeights) -> tuple[np.ndarray, Any]:
+    """Seeded float64 cotangents of a padded case: dy and dh_n (a pair for an LSTM)."""
+    spec = weights.spec
+    rng = np.random.default_rng(2)
+    dy = rng.standard_normal((PAD_BATCH, PAD_STEPS, spec.output_size))
+    shape = (spec.num_layers * spec.num_directions, PAD_BATCH, spec.hidden_size)
+    parts = tuple(rng.standard_normal(shape) for _ in spec.state_names)
+    return dy, parts if spec.cell == "lstm" else parts[0]
+
+
+def check_vjp(
+    cell: Any,
+    weights: rb.RNNWeights,
+    x: np.ndarray,
+    h0: Any,
+    dy: Any,
+    dh_n: Any,
+    lengths: np.ndarray | None = None,
+) -> Grads:
+    """The cell's vjp in its dtype against the float64 reference, every array of arrays()."""
+    dtype = str(cell.dtype)
+    cell.load(weights.astype(dtype))
+    got = cell.vjp(
+        x.astype(dtype),
+        cast_state(h0, dtype),
+        None if dy is None else dy.astype(dtype),
+        cast_state(dh_n, dtype),
+        lengths=lengths,
+    )
+    want = reference_vjp(weights, x, h0, dy, dh_n, lengths=lengths).arrays()
+    arrays = got.arrays()
+    assert list(arrays) == list(want)
+    for name, ref in want.items():
+        assert arrays[name].dtype == dtype and arrays[name].shape == ref.shape, name
+        scale = np.abs(ref).max()
+        assert scale > 0, f"{name}: the case gives it no gradient to check"
+        err = np.abs(arrays[name] - ref).max() / scale
+        assert err < GRAD_BOUNDS[dtype], (name, dtype, err)
+    return got
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", list(PADDED_SHAPES))
+@pytest.mark.parametrize("op", list(PADDED_CELLS))
+def test_vjp_matches_the_reference(cells: Any, op: str, shape: str, dtype: str) -> None:
+    """Autograd through the module gives the reference's dx, dh0 (dc0; also from a zero h0 that
+    was not passed) and every canonical weight gradient, mapped back by from_torch; the backward
+    is oneDNN's for a float32 LSTM, else autograd of the fused op's step ops."""
+    weights, x, h0 = padded_case(op, shape)
+    cell = cells.get("torch", dtype)
+    check_vjp(cell, weights, x, h0, *cotangents(weights))
+    onednn = op == "lstm" and dtype == "float32" and torch.backends.mkldnn.is_available()
+    expected = (
+        "onednn (MkldnnRnnLayerBackward0 -> mkldnn_rnn_layer_backward, cpu)"
+        if onednn
+        else f"autograd of aten::{op}'s step ops (cpu)"
+    )
+    assert cell.info()["backward_path"] == expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", list(PADDED_CELLS))
+def test_vjp_with_lengths_goes_through_packing(cells: Any, op: str, dtype: str) -> None:
+    """A padded batch's vjp runs the packed module: the reference's gradients, and none at all
+    for the input past each row's length (the padding does not enter the result)."""
+    weights, x, h0 = padded_case(op, "2layer-bidir")
+    cell = cells.get("torch", dtype)
+    got = check_vjp(cell, weights, x, h0, *cotangents(weights), lengths=LENGTHS)
+    for b, length in enumerate(LENGTHS):
+        assert not got.dx[b, length:].any(), f"row {b}: gradient past its length {length}"
+    assert cell.info()["backward_path"] == f"autograd of aten::{op}'s step ops (cpu, packed)"
+    assert cell.info()["path"] == f"aten fused {op} (cpu, packed)"
+
+
+def test_vjp_none_cotangents_are_zeros(cells: Any) -> None:
+    """dy alone (dh_n None) is the reference's vjp with a zero dh_n; no cotangent at all gives
+    zero gradients."""
+    weights, x, h0 = padded_case("lstm", "1layer-h0")
+    dy, _ = cotangents(weights)
+    cell = cells.get("torch", "float64")
+    check_vjp(cell, weights, x, h0, dy, None)
+    zero = cell.vjp(x, h0)
+    assert not any(arr.any() for arr in zero.arrays().values())
+
+
+def test_vjp_leaves_the_module_for_inference(cells: Any) -> None:
+    """After a vjp the module is as load left it: eval mode, frozen parameters without .grad,
+    forwards in inference mode giving the same result; a vjp also works from inside a caller's
+    inference mode."""
+    weights, x, _ = padded_case("gru", "2layer-bidir")
+    cell = cells.get("torch", "float32")
+    cell.load(weights.astype("float32"))
+    x32 = x.astype(np.float32)
+    before = cell.forward(x32)[0]
+    dy, _ = cotangents(weights)
+    with torch.inference_mode():
+        first = cell.vjp(x32, dy=dy.astype(np.float32))
+    module = cell._module
+    assert not module.training
+    assert all(not p.requires_grad and p.grad is None for p in module.parameters())
+    y, h_n = cell.run(cell.prepare(x32))
+    assert y.is_inference() and not y.requires_grad and h_n.grad_fn is None
+    np.testing.assert_array_equal(cell.fetch((y, h_n))[0], before)
+    again = cell.vjp(x32, dy=dy.astype(np.float32))
+    np.testing.assert_array_equal(again.dx, first.dx)
+
+
+def test_vjp_backward_runs_in_the_cells_precision(
+    cells: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backward runs inside the cell's precision scope (oneDNN's RNN pinned to IEEE float32,
+    cuDNN's TF32 off), also when the user chose bf16 for oneDNN; afterwards the user's choice
+    is back."""
+    rnn, cudnn = torch.backends.mkldnn.rnn, torch.backends.cudnn
+    seen = []
+    real_grad = torch.autograd.grad
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((rnn.fp32_precision, cudnn.allow_tf32, torch.is_grad_enabled()))
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    spec = OP_SPECS["lstm"]
+    cell = cells.get("torch", "float32")
+    cell.load(rb.RNNWeights.random(spec, seed=0))
+    before = rnn.fp32_precision
+    rnn.fp32_precision = "bf16"
+    try:
+        cell.vjp(np.ones((2, 3, spec.input_size), np.float32))
+        assert rnn.fp32_precision == "bf16"
+    finally:
+        rnn.fp32_precision = before
+    assert seen == [("ieee", False, True)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vjp_backward_dispatch(cells: Any, dtype: str) -> None:
+    """What the profiler sees in the backward: a float32 LSTM runs oneDNN's fused backward, one
+    per layer and direction, with no per-step matrix product; a float64 one has no fused
+    backward on CPU, and autograd reverses the fused op's step loop (an AddmmBackward0 per step
+    and direction)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = OP_SPECS["lstm"]
+    cell = cells.get("torch", dtype)
+    cell.load(rb.RNNWeights.random(spec, seed=0))
+    x = np.ones((2, PAD_STEPS, spec.input_size), dtype)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        cell.vjp(x, dy=np.ones((2, PAD_STEPS, spec.output_size), dtype))
+    names = [e.name for e in prof.events()]
+    layers = spec.num_layers * spec.num_directions
+    if dtype == "float32" and torch.backends.mkldnn.is_available():
+        assert names.count("aten::mkldnn_rnn_layer_backward") == layers, names
+        assert "autograd::engine::evaluate_function: AddmmBackward0" not in names
+        assert "onednn" in cell.info()["backward_path"]
+    else:
+        assert "aten::mkldnn_rnn_layer_backward" not in names
+        # One per step and direction, plus the hoisted input projections done by addmm.
+        addmm = names.count("autograd::engine::evaluate_function: AddmmBackward0")
+        assert addmm >= layers * PAD_STEPS, names
+        assert cell.info()["backward_path"] == "autograd of aten::lstm's step ops (cpu)"
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "packed"])
+@pytest.mark.parametrize("op", list(PADDED_CELLS))
+def test_cuda_vjp_runs_cudnn_backward(cells: Any, op: str, lengths: Any) -> None:
+    """On CUDA the vjp goes through cuDNN's backward (TF32 off), full or packed, and gives the
+    reference's gradients in float32 and float64."""
+    from torch.profiler import ProfilerActivity, profile
+
+    weights, x, h0 = padded_case(op, "2layer-bidir")
+    dy, dh_n = cotangents(weights)
+    for dtype in ("float32", "float64"):
+        cell = cells.get("torch", dtype, device="cuda")
+        cell.load(weights.astype(dtype))
+        before = cell.forward(x.astype(dtype), lengths=lengths)[0]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            check_vjp(cell, weights, x, h0, dy, dh_n, lengths=lengths)
+        names = [e.name for e in prof.events()]
+        assert "aten::_cudnn_rnn_backward" in names, names
+        packed = "" if lengths is None else ", packed"
+        assert cell.info()["backward_path"] == f"cudnn (_cudnn_rnn_backward, TF32 off{packed})"
+        # The module is back in inference mode with its weights: the same forward as before.
+        np.testing.assert_array_equal(cell.forward(x.astype(dtype), lengths=lengths)[0], before)
