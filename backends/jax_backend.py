@@ -14,6 +14,14 @@ runs at ``Precision.HIGHEST``, so no TF32 on a GPU.
 Variants set scan's ``unroll`` (1, 4, 16). float64 needs JAX's x64 mode; the cell enables it
 with the ``jax.enable_x64`` context manager around placing, tracing, compiling and running,
 never through the process-wide ``jax_enable_x64`` flag, which stays as the user set it.
+
+A padded batch (:mod:`rnnbench.padding`) runs its own jitted function, so the full-length scan
+holds no mask arithmetic. Its scan reads a (time, batch) boolean mask of real steps beside the
+projected input: a masked step keeps the carry (``jnp.where``) and writes zeros past a length, or
+for a ``mask`` the previous output of its direction, carried as one more part of the carry
+(Keras' semantics). Lengths cross to the device as B integers and become the mask inside the
+jitted function; the reverse scan of a right-padded row thus starts at its own last real step.
+Every layer is masked alike.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +42,11 @@ from rnnbench.state import State
 from rnnbench.weights import DirectionWeights, RNNWeights
 
 UNROLL = {"scan": 1, "scan-unroll4": 4, "scan-unroll16": 16}
+# How a batch is padded; each kind is a jitted function of its own.
+PADDING_KINDS = ("none", "lengths", "mask")
+# The jitted functions of this many specs stay with a cell (least recently loaded dropped first),
+# so that loading a spec again (comparing several cases on one cell) does not compile it again.
+SPECS_KEPT = 8
 
 # (carry, projected input of one step) -> (new carry, output of the step); the carry is a tuple
 # in spec.state_names order, (h,) or (h, c).
@@ -120,13 +134,51 @@ def _step_function(spec: RNNSpec, recurrent: tuple[Any, ...]) -> Step:
     return rnn_step
 
 
+def _masked_step(step: Step, kind: str) -> Callable[[Any, tuple[Any, Any]], tuple[Any, Any]]:
+    """``step`` over ``(projected input, real)`` with ``real`` (batch,) True at a real step: a
+    masked step keeps the carry and writes zeros ("lengths"), or ("mask") the previous output of
+    the direction, which rides in the carry as ``(carry, written)``."""
+    import jax.numpy as jnp
+
+    if kind == "lengths":
+
+        def zero_step(carry: tuple[Any, ...], xs: tuple[Any, Any]) -> tuple[Any, Any]:
+            p, real = xs
+            new, out = step(carry, p)
+            real = real[:, None]
+            kept = tuple(jnp.where(real, n, c) for n, c in zip(new, carry, strict=True))
+            return kept, jnp.where(real, out, 0)
+
+        return zero_step
+
+    def repeat_step(state: tuple[Any, Any], xs: tuple[Any, Any]) -> tuple[Any, Any]:
+        carry, written = state
+        p, real = xs
+        new, out = step(carry, p)
+        real = real[:, None]
+        kept = tuple(jnp.where(real, n, c) for n, c in zip(new, carry, strict=True))
+        written = jnp.where(real, out, written)
+        return (kept, written), written
+
+    return repeat_step
+
+
 def _rnn_forward(
-    params: Any, x: Any, h0: Any, *, spec: RNNSpec, unroll: int, on_trace: Any = None
+    params: Any,
+    x: Any,
+    h0: Any,
+    pad: Any = None,
+    *,
+    spec: RNNSpec,
+    unroll: int,
+    padding: str = "none",
+    on_trace: Any = None,
 ) -> tuple[Any, tuple[Any, ...]]:
     """The stacked (bidirectional) layer of any cell. params: per layer, per direction, the
     tuple of :func:`direction_params`; x (batch, time, input); h0 a tuple in
-    ``spec.state_names`` order, each (layers*dirs, batch, hidden). Returns y and the final
-    states as such a tuple."""
+    ``spec.state_names`` order, each (layers*dirs, batch, hidden). ``padding`` is "none" (``pad``
+    unused), "lengths" (``pad`` the (batch,) lengths) or "mask" (``pad`` the (time, batch)
+    boolean mask of real steps). Returns y and the final states as such a tuple."""
     import jax
     import jax.numpy as jnp
 
@@ -134,6 +186,11 @@ def _rnn_forward(
         on_trace()  # runs while tracing only: counts how often jit traces
     highest = jax.lax.Precision.HIGHEST
     batch, steps, _ = x.shape
+    real = None
+    if padding == "lengths":
+        real = jnp.arange(steps, dtype=pad.dtype)[:, None] < pad[None, :]  # (time, batch)
+    elif padding == "mask":
+        real = pad
     layer_input = jnp.swapaxes(x, 0, 1)  # time-major (time, batch, features) for scan
     finals = []
     for k, row in enumerate(params):
@@ -144,13 +201,19 @@ def _rnn_forward(
             proj = (jnp.matmul(flat, w_ih, precision=highest) + bias).reshape(steps, batch, -1)
             index = k * spec.num_directions + d
             carry = tuple(s[index] for s in h0)
-            last, out = jax.lax.scan(
-                _step_function(spec, tuple(recurrent)),
-                carry,
-                proj,
-                reverse=d == 1,
-                unroll=unroll,
-            )
+            step = _step_function(spec, tuple(recurrent))
+            if real is None:
+                last, out = jax.lax.scan(step, carry, proj, reverse=d == 1, unroll=unroll)
+            elif padding == "lengths":
+                last, out = jax.lax.scan(
+                    _masked_step(step, padding), carry, (proj, real), reverse=d == 1, unroll=unroll
+                )
+            else:
+                # The output written before the first real step (in processing order) is zeros.
+                start = (carry, jnp.zeros_like(carry[0]))
+                (last, _), out = jax.lax.scan(
+                    _masked_step(step, padding), start, (proj, real), reverse=d == 1, unroll=unroll
+                )
             outputs.append(out)
             finals.append(last)
         layer_input = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
@@ -160,12 +223,14 @@ def _rnn_forward(
 
 class JaxCell(BaseCell):
     """``lax.scan`` under ``jax.jit`` on ``device`` ("cpu" or "cuda"), float32 or float64, for
-    the RNN, the LSTM and both GRU formulas."""
+    the RNN, the LSTM and both GRU formulas; lengths and masks are masked inside the scan."""
 
     name = "jax"
     distribution = "jax"
     devices = ("cpu", "cuda")
     variants = tuple(UNROLL)
+    takes_lengths = True
+    takes_mask = True
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device=device, dtype=dtype, variant=variant)
@@ -177,7 +242,9 @@ class JaxCell(BaseCell):
         self.traces = 0  # how many times jit traced the forward (a retrace is a recompile)
         self.compile_seconds: float | None = None
         self._params: Any = None
-        self._jitted: Any = None
+        self._jitted: Any = None  # the full-length forward
+        self._padded: dict[str, Any] = {}  # the padded forwards, by padding kind
+        self._functions: OrderedDict[RNNSpec, tuple[Any, dict[str, Any]]] = OrderedDict()
 
     def _find_device(self, device: str) -> Any:
         jax = self._jax
@@ -214,50 +281,90 @@ class JaxCell(BaseCell):
         host = tuple(tuple(direction_params(spec, dw) for dw in row) for row in weights.layers)
         with self._scope():
             self._params = jax.device_put(host, self._device)
-        forward = functools.partial(
-            _rnn_forward, spec=spec, unroll=self.unroll, on_trace=self._count_trace
-        )
-        # A new spec is a new function: drop what was traced and compiled for the old one.
-        if self._spec != spec or self._jitted is None:
-            self._jitted = jax.jit(forward)
+        # A spec is a function of its own (weights of the same spec are arguments, not
+        # constants); what was traced and compiled for it is kept for the next load of it.
+        if spec not in self._functions:
+            forward = {
+                kind: jax.jit(
+                    functools.partial(
+                        _rnn_forward,
+                        spec=spec,
+                        unroll=self.unroll,
+                        padding=kind,
+                        on_trace=self._count_trace,
+                    )
+                )
+                for kind in PADDING_KINDS
+            }
+            self._functions[spec] = (forward.pop("none"), forward)
+            if len(self._functions) > SPECS_KEPT:
+                self._functions.popitem(last=False)
+        self._functions.move_to_end(spec)
+        self._jitted, self._padded = self._functions[spec]
 
     # --- running -------------------------------------------------------------------------
-    def prepare(self, x: np.ndarray, h0: State | None = None) -> Any:
+    def prepare(
+        self, x: np.ndarray, h0: State | None = None, lengths: Any = None, mask: Any = None
+    ) -> Any:
+        """``(x, h0, pad)`` on the device; ``pad`` is None for a full batch, else ``(kind,
+        array)``: the (batch,) lengths as int32, or the mask time-major (time, batch) as the
+        scan reads it."""
         xs, hs = self.check_inputs(x, h0)
+        padding = self.check_padding(xs, lengths, mask)
         if hs is None:
             hs = self.zeros_state(xs.shape[0])
+        host: Any = None
+        if padding is not None and padding.lengths is not None:
+            host = padding.lengths.astype(np.int32)  # 1 <= length <= T
+        elif padding is not None:
+            host = np.ascontiguousarray(padding.mask.T)
         with self._scope():
-            prepared = self._jax.device_put((xs, hs), self._device)
+            x_d, h_d, pad_d = self._jax.device_put((xs, hs, host), self._device)
+        prepared = (x_d, h_d, None if padding is None else (padding.kind, pad_d))
         self._jax.block_until_ready(prepared)  # the copies are not part of a timed run
         return prepared
 
     @staticmethod
     def _signature(prepared: Any) -> tuple[Any, ...]:
-        x, h0 = prepared
-        return (x.shape, str(x.dtype), tuple(s.shape for s in h0))
+        x, h0, pad = prepared
+        kind, shape = ("none", None) if pad is None else (pad[0], pad[1].shape)
+        return (kind, x.shape, str(x.dtype), tuple(s.shape for s in h0), shape)
+
+    def _call(self, prepared: Any) -> tuple[Any, tuple[Any, ...]]:
+        """The jitted function for ``prepared``'s padding and its arguments."""
+        x, h0, pad = prepared
+        if pad is None:
+            return self._jitted, (self._params, x, h0)
+        kind, array = pad
+        return self._padded[kind], (self._params, x, h0, array)
 
     def compile(self, prepared: Any) -> float:
         """Trace and compile ahead of time (``lower().compile()``) for ``prepared``'s shapes and
-        return the seconds that took: compilation, reported apart from any run.
+        padding and return the seconds that took: compilation, reported apart from any run.
 
         ``run`` keeps calling the ``jax.jit`` function, whose C++ dispatch costs ~80 us a call
         where the ahead-of-time executable measured 100-200 us (benchmarks/overhead.py, B=1).
         Its own first call does not find the ahead-of-time executable (it traces and compiles
         again), so this method also makes that call once, untimed, and ``run`` is warm after it.
         """
-        x, h0 = prepared
+        function, args = self._call(prepared)
         start = time.perf_counter()
         with self._scope():
-            self._jitted.lower(self._params, x, h0).compile()
+            function.lower(*args).compile()
         self.compile_seconds = time.perf_counter() - start
         self.synchronize(self.run(prepared))
         return self.compile_seconds
 
     def run(self, prepared: Any) -> Any:
-        x, h0 = prepared
+        x, h0, pad = prepared
         # The inputs and weights are committed to the device (prepare/load), so the computation
         # runs there without a default_device scope (which costs 6-20 us a call); only a float64
-        # cell needs its scoped x64 mode while calling.
+        # cell needs its scoped x64 mode while calling. A full batch calls its own function
+        # directly: padding costs it nothing.
+        if pad is not None:
+            function, args = self._call(prepared)
+            with self._x64():
+                return function(*args)
         if self.dtype == np.float64:
             with self._x64():
                 return self._jitted(self._params, x, h0)

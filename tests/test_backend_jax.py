@@ -1,6 +1,6 @@
 """The JAX backend: every cell against the float64 reference, the hoisted input projection, one
-trace per shape, unroll variants, scoped x64, ahead-of-time compile, and its errors. GPU parts
-skip on machines without one."""
+trace per shape, unroll variants, scoped x64, ahead-of-time compile, ragged lengths and masks with
+holes, and its errors. GPU parts skip on machines without one."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 from reference_cases import (
-    CASES,
     CELL_CASES,
     case,
     cast_state,
     check_against_reference,
-    check_case,
     check_lstm_state_pair,
     make_case,
     state_parts,
@@ -23,6 +21,7 @@ from reference_cases import (
 
 import rnnbench as rb
 from rnnbench.compare import measure
+from rnnbench.padding import random_mask
 from rnnbench.tolerances import SEED_ATOL, step_ages, tolerance_for
 
 jax = pytest.importorskip("jax", reason="jax not installed: pip install 'rnnbench[jax]'")
@@ -47,6 +46,22 @@ DEEP = {
     "gru": "gru-2layer-bidir-h0",
     "gru(reset-before)": "gru-before-2layer-bidir-h0",
 }
+
+# Padded batches: unsorted lengths with a one-step row and a full-length row, and a mask with
+# holes, a masked first and last step, and a row with no real step at all.
+PAD_BATCH, PAD_STEPS = 4, 7
+LENGTHS = np.array([6, 1, 7, 3])
+MASK = random_mask(PAD_BATCH, PAD_STEPS, seed=3)
+MASK[2] = False
+PADDED_CELLS: dict[str, dict[str, Any]] = {
+    "rnn_tanh": {},
+    "rnn_relu": {"nonlinearity": "relu"},
+    "lstm": {"cell": "lstm"},
+    "gru": {"cell": "gru"},
+    "gru(reset-before)": {"cell": "gru", "reset_after": False},
+}
+# (layers, bidirectional, with h0): one layer one way from h0; two bidirectional layers from zeros.
+PADDED_SHAPES = {"1layer-h0": (1, False, True), "2layer-bidir": (2, True, False)}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -93,23 +108,50 @@ def _dots(jaxpr: Any) -> tuple[int, list[int]]:
     return outside, bodies
 
 
+def _scan_bodies(jaxpr: Any) -> list[list[str]]:
+    """The primitives of each scan body, in order."""
+    return [
+        [e.primitive.name for e in eqn.params["jaxpr"].jaxpr.eqns]
+        for eqn in jaxpr.eqns
+        if eqn.primitive.name == "scan"
+    ]
+
+
 @pytest.mark.parametrize("cell_label", list(DEEP))
 def test_input_projection_is_hoisted(cell_label: str) -> None:
     """One input GEMM per layer and direction outside the scans; inside each scan body only the
     recurrent products: one (h @ w_hh), or two for the reset-before GRU (h @ w_hh_rz, then
-    (r * h) @ w_hh_n, which waits on the reset gate)."""
-    from rnnbench.backends.jax_backend import _rnn_forward, direction_params
+    (r * h) @ w_hh_n, which waits on the reset gate). The same holds for a padded batch, whose
+    scans mask every step; a full batch's scan body is the step function alone, no mask in it."""
+    from rnnbench.backends.jax_backend import _rnn_forward, _step_function, direction_params
 
     weights, x, h0 = case(DEEP[cell_label])
     spec = weights.spec
     params = tuple(tuple(direction_params(spec, dw) for dw in row) for row in weights.layers)
     states = tuple(np.asarray(s, np.float32) for s in state_parts(h0))
-    forward = functools.partial(_rnn_forward, spec=spec, unroll=1)
-    jaxpr = jax.make_jaxpr(forward)(params, x.astype(np.float32), states)
-    outside, bodies = _dots(jaxpr.jaxpr)
+    x32 = x.astype(np.float32)
     runs = spec.num_layers * spec.num_directions
-    assert outside == runs
-    assert bodies == [2 if cell_label == "gru(reset-before)" else 1] * runs
+    batch, steps = x.shape[:2]
+    pads = {
+        "none": None,
+        "lengths": np.full(batch, 3, np.int32),
+        "mask": np.ones((steps, batch), bool),  # time-major, as prepare puts it
+    }
+    bodies_of = {}
+    for kind, pad in pads.items():
+        forward = functools.partial(_rnn_forward, spec=spec, unroll=1, padding=kind)
+        jaxpr = jax.make_jaxpr(forward)(params, x32, states, pad)
+        outside, bodies = _dots(jaxpr.jaxpr)
+        assert outside == runs
+        assert bodies == [2 if cell_label == "gru(reset-before)" else 1] * runs
+        bodies_of[kind] = _scan_bodies(jaxpr.jaxpr)
+    step = _step_function(spec, params[0][0][2:])
+    carry = tuple(s[0] for s in states)
+    alone = jax.make_jaxpr(step)(carry, np.zeros((x.shape[0], params[0][0][1].size), np.float32))
+    step_ops = [e.primitive.name for e in alone.jaxpr.eqns]
+    assert bodies_of["none"][0] == step_ops
+    for kind in ("lengths", "mask"):
+        assert len(bodies_of[kind][0]) > len(step_ops)  # the masking is in the padded scans
 
 
 def test_seed_notebook(cells: Any, seed_notebook: dict, seed_weights: rb.RNNWeights) -> None:
@@ -134,10 +176,25 @@ def test_traces_once_per_shape() -> None:
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, bidirectional=True), seed=1))
     cell.forward(x)  # new weights of the same spec are arguments, not constants: no retrace
     assert cell.info()["traces"] == 2
+    # Each padding kind is a function of its own, traced once per shape: lengths and masks of
+    # new values reuse the trace, and the full-length function is untouched by them.
+    ragged = cell.forward(x, lengths=np.array([7, 2]))[0]
+    assert not np.array_equal(ragged, cell.forward(x, lengths=np.array([1, 6]))[0])
+    assert cell.info()["traces"] == 3
+    mask = random_mask(2, 7, seed=0)
+    cell.forward(x, mask=mask)
+    cell.forward(x, mask=~mask | np.eye(2, 7, dtype=bool))
+    cell.forward(x)
+    assert cell.info()["traces"] == 4
+    prepared = cell.prepare(x, lengths=np.array([7, 2]))
+    assert prepared[2][0] == "lengths" and prepared[2][1].shape == (2,)  # B ints, not a mask
 
 
 def test_lstm_traces_once_per_shape() -> None:
-    """The (h, c) carry is one pytree: passing c0 or not is the same shape, so no retrace."""
+    """The (h, c) carry is one pytree: passing c0 or not is the same shape, so no retrace. A
+    spec loaded again reuses its function, for as long as the cell keeps it."""
+    from rnnbench.backends.jax_backend import SPECS_KEPT
+
     cell = rb.get_backend("jax")
     spec = rb.RNNSpec(2, 3, bidirectional=True, cell="lstm")
     cell.load(rb.RNNWeights.random(spec, seed=0))
@@ -149,39 +206,46 @@ def test_lstm_traces_once_per_shape() -> None:
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3, bidirectional=True, cell="gru"), seed=0))
     cell.forward(x)  # a new spec is a new function
     assert cell.info()["traces"] == 2
+    cell.load(rb.RNNWeights.random(spec, seed=1))
+    cell.forward(x)  # a spec loaded again keeps what was compiled for it
+    assert cell.info()["traces"] == 2
+    for hidden in range(4, 4 + SPECS_KEPT):  # the functions of a few recent specs are kept
+        cell.load(rb.RNNWeights.random(rb.RNNSpec(2, hidden), seed=0))
+    assert len(cell._functions) == SPECS_KEPT and spec not in cell._functions
 
 
-# Unroll 4 on the stacked bidirectional case of every cell (T=30: a remainder of 2). Unroll 16
-# compiles 16 copies of the body per scan, so the gated cells run it on one layer (T=40: a
-# remainder of 8) to keep the test fast; the RNN keeps its stacked case.
-UNROLL_CASES = [("scan-unroll4", *CASES[name]) for name in DEEP.values()] + [
-    ("scan-unroll16", *CASES["relu-2layer-bidir-h0"]),
-    ("scan-unroll16", *CASES["lstm-1layer"]),
-    ("scan-unroll16", *CASES["gru-1layer"]),
-    ("scan-unroll16", rb.RNNSpec(3, 5, cell="gru", reset_after=False), 3, 40, False),
+# Unrolling is scan's own loop transformation, the same for every cell (and slow to compile: the
+# body is copied unroll times), so the cheapest cell checks the variants, on lengths that are no
+# multiple of the unroll factor: unroll 4 on a masked bidirectional layer (T=7: a remainder of 3,
+# the padded scans both ways); unroll 16 on a full batch one way (T=20: a remainder of 4).
+UNROLL_CASES = [
+    ("scan-unroll4", rb.RNNSpec(3, 5, bidirectional=True), PAD_BATCH, PAD_STEPS, True, "mask"),
+    ("scan-unroll16", rb.RNNSpec(3, 5), 3, 20, False, None),
 ]
 
 
 @pytest.mark.parametrize(
-    ("variant", "spec", "batch", "steps", "with_h0"),
+    ("variant", "spec", "batch", "steps", "with_h0", "padding"),
     UNROLL_CASES,
-    ids=[f"{c[0]}-{c[1].cell_label}-L{c[1].num_layers}" for c in UNROLL_CASES],
+    ids=[f"{c[0]}-{c[1].num_directions}dir-{c[5] or 'full'}" for c in UNROLL_CASES],
 )
-def test_unroll_variants_agree(
-    cells: Any, variant: str, spec: rb.RNNSpec, batch: int, steps: int, with_h0: bool
+def test_unroll_variants(
+    cells: Any,
+    variant: str,
+    spec: rb.RNNSpec,
+    batch: int,
+    steps: int,
+    with_h0: bool,
+    padding: str | None,
 ) -> None:
-    """Unrolling changes the loop, not the arithmetic: the same values as unroll=1 on a length
-    that is no multiple of the unroll factor (so the remainder steps are exercised too)."""
-    base = cells.get("jax", "float32", variant="scan")
-    cell = cells.get("jax", "float32", variant=variant)
-    y0, h0, _ = check_case(base, spec, batch, steps, with_h0)
-    y1, h1, _ = check_case(cell, spec, batch, steps, with_h0)
-    assert steps % cell.unroll != 0
+    """Unrolling changes the loop, not the arithmetic: within tolerance of the float64
+    reference, the remainder steps included."""
     weights, x, state = make_case(spec, batch, steps, with_h0)
-    last = tolerance_for(weights, "float32", x, state).atol[-1]
-    np.testing.assert_allclose(y1, y0, atol=last, rtol=0)
-    for got, want in zip(state_parts(h1), state_parts(h0), strict=True):
-        np.testing.assert_allclose(got, want, atol=last, rtol=0)
+    cell = cells.get("jax", "float32", variant=variant)
+    assert steps % cell.unroll != 0
+    pad = {} if padding is None else {"mask": MASK}
+    result = rb.compare(weights, x, state, ["jax"], cells={("jax", "float32"): cell}, **pad)
+    assert [r.status for r in result.rows] == ["pass"], result.table()
     assert cell.info()["path"] == f"xla-jit lax.scan unroll={variant[11:]} (cpu)"
 
 
@@ -206,24 +270,90 @@ def test_float64_is_scoped_and_really_float64(cells: Any, cell_label: str) -> No
     assert cell.info()["x64"].startswith("scoped")
 
 
-@pytest.mark.parametrize("name", ["relu-2layer-bidir-h0", "lstm-2layer-bidir-h0c0"])
-def test_compile_ahead_of_time(cells: Any, name: str) -> None:
+@pytest.mark.parametrize("padding", ["none", "lengths"])
+def test_compile_ahead_of_time(padding: str) -> None:
+    """compile() compiles the function of the batch's padding (a padded one too), reports the
+    seconds, and leaves run warm: no trace after it, and the result within tolerance."""
     cell = rb.get_backend("jax")
-    weights, x, h0 = case(name)
+    weights, x, h0 = make_case(rb.RNNSpec(3, 5), PAD_BATCH, PAD_STEPS, True)
+    pad: dict[str, Any] = {"none": {}, "lengths": {"lengths": LENGTHS}, "mask": {"mask": MASK}}[
+        padding
+    ]
     cell.load(weights.astype("float32"))
-    h0 = cast_state(h0, np.float32)
-    prepared = cell.prepare(x.astype(np.float32), h0)
+    prepared = cell.prepare(x.astype(np.float32), cast_state(h0, np.float32), **pad)
     seconds = cell.compile(prepared)
     assert seconds > 0 and cell.info()["compile_s"] == seconds
     assert cell.info()["traces"] == 2  # the ahead-of-time trace, then the jitted function's
     y, h_n = cell.fetch(cell.run(prepared))
     assert cell.info()["traces"] == 2  # run is warm: no new trace after compile()
-    jitted = cells.get("jax", "float32")
-    jitted.load(weights.astype("float32"))
-    expected = jitted.forward(x.astype(np.float32), h0)
-    np.testing.assert_array_equal(y, expected[0])
-    for got, want in zip(state_parts(h_n), state_parts(expected[1]), strict=True):
-        np.testing.assert_array_equal(got, want)
+    ref_y, ref_h = rb.reference_forward(weights, x, h0, **pad)
+    last = tolerance_for(weights, "float32", x, h0).atol[-1]
+    np.testing.assert_allclose(y, ref_y, atol=last, rtol=0)
+    for got, want in zip(state_parts(h_n), state_parts(ref_h), strict=True):
+        np.testing.assert_allclose(got, want, atol=last, rtol=0)
+
+
+def padded_case(cell_label: str, shape: str) -> tuple[rb.RNNWeights, np.ndarray, Any]:
+    layers, bidirectional, with_h0 = PADDED_SHAPES[shape]
+    spec = rb.RNNSpec(
+        3, 5, num_layers=layers, bidirectional=bidirectional, **PADDED_CELLS[cell_label]
+    )
+    return make_case(spec, PAD_BATCH, PAD_STEPS, with_h0)
+
+
+def _padded_run(
+    cells: Any, cell_label: str, shape: str, dtype: str, pad: dict[str, np.ndarray]
+) -> tuple[rb.RNNSpec, Any, np.ndarray, tuple[np.ndarray, ...]]:
+    """The padded case through compare (asserting a pass against the float64 reference), then
+    through forward: (spec, the public h0 cast, y, the final state parts)."""
+    weights, x, h0 = padded_case(cell_label, shape)
+    cell = cells.get("jax", dtype)
+    result = rb.compare(
+        weights, x, h0, ["jax"], dtypes=[dtype], cells={("jax", dtype): cell}, **pad
+    )
+    assert [r.status for r in result.rows] == ["pass"], result.table()
+    assert result.rows[0].masked_output == ("zero" if "lengths" in pad else "repeat")
+    hd = cast_state(h0, dtype)
+    y, h_n = cell.forward(x.astype(dtype), hd, **pad)
+    assert y.dtype == dtype
+    return weights.spec, hd, y, state_parts(h_n)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", list(PADDED_SHAPES))
+@pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
+def test_ragged_lengths(cells: Any, cell_label: str, shape: str, dtype: str) -> None:
+    """Lengths give the canonical padded result: within tolerance of the float64 reference,
+    exact zeros past each length, and per row the top layer's final state is its output at its
+    own last real step going forward and at step 0 going back (the reverse scan starts at the
+    row's last real step, not at the padding)."""
+    spec, _, y, h_n = _padded_run(cells, cell_label, shape, dtype, {"lengths": LENGTHS})
+    hidden, top = spec.hidden_size, (spec.num_layers - 1) * spec.num_directions
+    for b, length in enumerate(LENGTHS):
+        assert not y[b, length:].any(), f"row {b}: nonzero output past its length {length}"
+        np.testing.assert_array_equal(h_n[0][top, b], y[b, length - 1, :hidden])
+        if spec.bidirectional:
+            np.testing.assert_array_equal(h_n[0][top + 1, b], y[b, 0, hidden:])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", list(PADDED_SHAPES))
+@pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
+def test_mask_with_holes(cells: Any, cell_label: str, shape: str, dtype: str) -> None:
+    """A mask with holes gives Keras' result: within tolerance of the float64 reference; a masked
+    step repeats the previous output of its direction exactly (zeros before the first real
+    one, in processing order); a row with no real step keeps its initial state."""
+    spec, hd, y, h_n = _padded_run(cells, cell_label, shape, dtype, {"mask": MASK})
+    hidden = spec.hidden_size
+    for b, t in zip(*np.nonzero(~MASK), strict=True):
+        before = y[b, t - 1, :hidden] if t > 0 else 0.0
+        np.testing.assert_array_equal(y[b, t, :hidden], before)
+        if spec.bidirectional:
+            after = y[b, t + 1, hidden:] if t < PAD_STEPS - 1 else 0.0
+            np.testing.assert_array_equal(y[b, t, hidden:], after)
+    h0 = state_parts(hd) if hd is not None else tuple(np.zeros_like(s) for s in h_n)
+    for got, start in zip(h_n, h0, strict=True):
+        np.testing.assert_array_equal(got[:, 2], start[:, 2])
 
 
 def test_info() -> None:
@@ -232,6 +362,9 @@ def test_info() -> None:
     assert info["precision"] == "HIGHEST" and info["variant"] == "scan-unroll4"
     assert info["path"] == "xla-jit lax.scan unroll=4 (cpu)"
     assert info["version"] == jax.__version__
+    assert info["padding"] == ["lengths", "mask"]
+    cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3), seed=0))
+    assert cell.info()["mask_output"] == "repeat"
 
 
 def test_bad_input(cells: Any) -> None:
@@ -239,6 +372,14 @@ def test_bad_input(cells: Any) -> None:
     cell.load(rb.RNNWeights.random(rb.RNNSpec(2, 3), seed=0))
     with pytest.raises(rb.ShapeError, match="h0"):
         cell.forward(np.zeros((1, 4, 2), np.float32), np.zeros((2, 1, 3), np.float32))
+    x = np.zeros((2, 4, 2), np.float32)
+    with pytest.raises(rb.ShapeError, match=r"lengths\[1\] is 5") as info:
+        cell.forward(x, lengths=np.array([4, 5]))
+    assert "Hint:" in str(info.value)
+    with pytest.raises(rb.DTypeError, match="mask has dtype"):
+        cell.prepare(x, mask=np.ones((2, 4)))
+    with pytest.raises(rb.ShapeError, match="both lengths and mask"):
+        cell.forward(x, lengths=np.array([4, 4]), mask=np.ones((2, 4), bool))
     with pytest.raises(rb.SpecError, match="variant"):
         rb.get_backend("jax", variant="scan-unroll3")
 
@@ -257,4 +398,20 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
 def test_gpu_matches_reference(cells: Any, name: str, dtype: str) -> None:
     cell = cells.get("jax", dtype, device="cuda")
     check_against_reference(cell, name)
+    assert cell.info()["path"].endswith("(gpu)")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("padding", ["lengths", "mask"])
+@pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
+def test_gpu_padded(cells: Any, cell_label: str, padding: str, dtype: str) -> None:
+    weights, x, h0 = padded_case(cell_label, "2layer-bidir")
+    cell = cells.get("jax", dtype, device="cuda")
+    pad = {"lengths": LENGTHS} if padding == "lengths" else {"mask": MASK}
+    result = rb.compare(
+        weights, x, h0, ["jax"], dtypes=[dtype], device="cuda", cells={("jax", dtype): cell}, **pad
+    )
+    assert [r.status for r in result.rows] == ["pass"], result.table()
     assert cell.info()["path"].endswith("(gpu)")
