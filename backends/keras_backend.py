@@ -21,6 +21,31 @@ for the reset-after GRU) or raises ``NotImplementedError``, and then Keras runs 
 loop (``backend.rnn``). keras-torch also drops from cuDNN to its CPU loop on any exception,
 silently. Since nothing tells the caller which one ran, :func:`install_kernel_log` wraps those
 functions and records the ones that returned; ``path()`` and ``info()["kernels"]`` report them.
+
+Padded batches go through Keras' own mechanism, its mask: the model of a padded batch takes one
+more input, a boolean (batch, time) mask, passed as ``mask=`` to every recurrent layer (Keras has
+no lengths argument; ``lengths`` become the mask ``t < L``). A masked step carries the state
+through; what a layer writes there is its ``zero_output_for_mask``:
+
+- ``lengths``: zeros past each length, the canonical result, so the layers of the lengths model
+  are built with ``zero_output_for_mask=True``.
+- ``mask``: Keras' defaults. A ``Bidirectional`` layer writes zeros (its ``__init__`` forces
+  ``zero_output_for_mask = return_sequences`` on both of its layers); a unidirectional layer
+  repeats the previous output (``zero_output_for_mask=False``) on TensorFlow and torch. On JAX
+  that default writes the layer's *state* at a masked step (``states[0]`` in Keras' ``lax.scan``
+  loop): the previous output after the first real step, but the initial state ``h0``, not
+  zeros, before it, which is neither rule a cell can declare. keras-jax therefore builds its
+  mask models with ``zero_output_for_mask=True`` and writes zeros at every masked step.
+  ``mask_output()`` says which ("zero" or "repeat"), and ``compare`` checks masked steps
+  against it.
+
+So a spec has up to three models (full batch, zeros at masked steps, repeats at masked steps;
+a bidirectional spec's lengths and mask share the zero one); each is built when first needed,
+gets the weights loaded last, and keeps its compiled function across loads of one spec. A mask
+makes Keras' fused LSTM/GRU functions decline (``NotImplementedError``), so on a CPU padded
+batches run Keras' generic loop; the kernel log records, per model, what really ran. A mask row
+with no real step is taken on all three backends: the row's outputs are zeros and its final
+state is the initial one.
 """
 
 from __future__ import annotations
@@ -36,7 +61,9 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendRuntimeError, BackendUnavailableError
+from rnnbench.padding import MASKED_OUTPUTS
 from rnnbench.spec import RNNSpec
+from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
 # Keras backend -> rnnbench backend name (as registered in rnnbench/registry.py).
@@ -82,11 +109,20 @@ def layer_names(spec: RNNSpec) -> list[str]:
     return [f"{prefix}_{k}" for k in range(spec.num_layers)]
 
 
-def _recurrent_layer(keras: Any, spec: RNNSpec, dtype: str, name: str) -> Any:
+def _recurrent_layer(
+    keras: Any, spec: RNNSpec, dtype: str, name: str, zero_output_for_mask: bool = False
+) -> Any:
     common: dict[str, Any] = {
         "use_bias": spec.bias,
         "return_sequences": True,
         "return_state": True,
+        "zero_output_for_mask": zero_output_for_mask,
+        # Every model gets its weights from load() before it runs: Keras' default initializers
+        # (an orthogonal one draws and QR-factors a matrix, compiled per new shape on JAX) would
+        # only cost time, seconds per model on keras-jax.
+        "kernel_initializer": "zeros",
+        "recurrent_initializer": "zeros",
+        "bias_initializer": "zeros",
         "dtype": dtype,
         "name": name,
     }
@@ -98,37 +134,49 @@ def _recurrent_layer(keras: Any, spec: RNNSpec, dtype: str, name: str) -> Any:
     return keras.layers.SimpleRNN(spec.hidden_size, activation=spec.nonlinearity, **common)
 
 
-def build_model(keras: Any, spec: RNNSpec, dtype: str) -> Any:
+def build_model(keras: Any, spec: RNNSpec, dtype: str, masked_output: str | None = None) -> Any:
     """A functional model. Inputs: x, then one input per initial state array in torch's
-    (layers*dirs) order: h0_0, h0_1, ..., and for an LSTM c0_0, c0_1, ... after them. Outputs:
-    y, h_n and (LSTM) c_n, each state stacked in torch's (layers*dirs, batch, hidden) order.
-    Stacked layers read the previous layer's whole output, so with two directions layer k > 0
-    reads both, as in torch.nn.RNN / LSTM / GRU."""
+    (layers*dirs) order: h0_0, h0_1, ..., and for an LSTM c0_0, c0_1, ... after them; with
+    ``masked_output`` ("zero" or "repeat") one more, the boolean (batch, time) mask of real
+    steps, which every recurrent layer takes as ``mask=`` and writes ``masked_output`` at its
+    masked steps (``zero_output_for_mask``; a ``Bidirectional`` layer only writes zeros).
+    Outputs: y, h_n and (LSTM) c_n, each state stacked in torch's (layers*dirs, batch, hidden)
+    order. Stacked layers read the previous layer's whole output, so with two directions layer
+    k > 0 reads both, as in torch.nn.RNN / LSTM / GRU."""
+    if masked_output is not None and masked_output not in MASKED_OUTPUTS:
+        raise ValueError(f"masked_output must be one of {MASKED_OUTPUTS}, not {masked_output!r}")
+    if spec.bidirectional and masked_output == "repeat":
+        raise ValueError("Keras' Bidirectional writes zeros at masked steps, it cannot repeat")
+    zero = masked_output == "zero"
     x = keras.Input((None, spec.input_size), dtype=dtype, name="x")
     n_states = spec.num_layers * spec.num_directions
     initial = [
         [keras.Input((spec.hidden_size,), dtype=dtype, name=f"{s}0_{i}") for i in range(n_states)]
         for s in spec.state_names
     ]
+    mask = None if masked_output is None else keras.Input((None,), dtype="bool", name="mask")
+    masking = {} if mask is None else {"mask": mask}
     y = x
     finals: list[list[Any]] = [[] for _ in spec.state_names]  # state j, per layer & direction
     for k, name in enumerate(layer_names(spec)):
         if spec.bidirectional:
-            inner = _recurrent_layer(keras, spec, dtype, f"{_LAYER_KINDS[spec.cell]}_{k}")
+            inner_name = f"{_LAYER_KINDS[spec.cell]}_{k}"
+            inner = _recurrent_layer(keras, spec, dtype, inner_name, zero)
             layer = keras.layers.Bidirectional(inner, merge_mode="concat", dtype=dtype, name=name)
         else:
-            layer = _recurrent_layer(keras, spec, dtype, name)
+            layer = _recurrent_layer(keras, spec, dtype, name, zero)
         # Keras takes a layer's states as a list, [h] or [h, c] (LSTM); Bidirectional takes the
         # forward layer's list then the backward layer's, and returns its states the same way.
         rows = [k * spec.num_directions + d for d in range(spec.num_directions)]
-        out = layer(y, initial_state=[states[r] for r in rows for states in initial])
+        out = layer(y, initial_state=[states[r] for r in rows for states in initial], **masking)
         y, returned = out[0], list(out[1:])
         for d in range(spec.num_directions):
             for j, s in enumerate(returned[d * len(initial) : (d + 1) * len(initial)]):
                 finals[j].append(s)
     stacked = [keras.ops.stack(f, axis=0) for f in finals]
     flat_inputs = [h for states in initial for h in states]
-    return keras.Model([x, *flat_inputs], [y, *stacked], name=f"rnnbench_{spec.cell}")
+    inputs = [x, *flat_inputs, *([] if mask is None else [mask])]
+    return keras.Model(inputs, [y, *stacked], name=f"rnnbench_{spec.cell}")
 
 
 # The functions through which Keras 3 runs a recurrent layer, per Keras backend, and what each
@@ -226,6 +274,10 @@ class KerasCell(BaseCell):
     distribution = "keras"
     keras_backend: ClassVar[str] = "tensorflow"
     variants = ("eager", "jit")
+    # Keras' mask is the mechanism for both (see the module docstring); every backend takes a
+    # mask row with no real step (zeros out, the initial state as the final one).
+    takes_lengths = True
+    takes_mask = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KerasCell:
         if cls is KerasCell:
@@ -256,9 +308,13 @@ class KerasCell(BaseCell):
         self._check_device()
         self._check_variant()
         install_kernel_log(self.keras_backend)
-        self._model: Any = None
-        self._fn: Any = None
-        self._kernels: list[str] | None = None  # what the last traced or eager call ran
+        # Per spec, one model per kind of batch, keyed by what it writes at masked steps:
+        # None (full batches, no mask input), "zero" or "repeat"; built when first needed.
+        self._models: dict[str | None, Any] = {}
+        self._fns: dict[str | None, Any] = {}  # the jit variant's function of each model
+        self._ran: dict[str | None, list[str]] = {}  # kernels each model ran when last traced
+        self._layer_weights: list[list[np.ndarray]] = []
+        self._kernels: list[str] | None = None  # what the last call ran
 
     # --- per-backend hooks ---------------------------------------------------------------
     def _check_device(self) -> None:
@@ -270,16 +326,18 @@ class KerasCell(BaseCell):
     def _extra_scope(self, stack: contextlib.ExitStack) -> None:
         """Enter backend settings that must hold while building, loading and running."""
 
-    def _compile(self, model: Any) -> Any:
-        """The ``jit`` variant's function of the input list, returning the model's outputs."""
+    def _compile(self, key: str | None, model: Any) -> Any:
+        """The ``jit`` variant's function of the input list, returning the outputs of ``model``
+        (the one of ``key``, see ``_models``)."""
         raise NotImplementedError
 
-    def _call(self, inputs: list[Any]) -> Any:
+    def _call(self, key: str | None, inputs: list[Any]) -> Any:
+        model = self._models[key]
         if self.variant == "eager":
-            return self._model(inputs, training=False)
-        if self._fn is None:
-            self._fn = self._compile(self._model)
-        return self._fn(inputs)
+            return model(inputs, training=False)
+        if key not in self._fns:
+            self._fns[key] = self._compile(key, model)
+        return self._fns[key](inputs)
 
     @contextlib.contextmanager
     def _scope(self) -> Iterator[None]:
@@ -291,43 +349,80 @@ class KerasCell(BaseCell):
 
     # --- the cell ------------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
-        keras = self._keras
         spec = weights.spec
+        if spec != self._spec:
+            # No weights until this load succeeds: a failure below must not leave the old
+            # spec's models to be built again with this spec's weights.
+            self._spec = None
+            self._models, self._fns, self._ran = {}, {}, {}
+            self._kernels = None
+        per_layer = weights.to_keras()
+        per_layer = per_layer if spec.num_layers > 1 else [per_layer]
+        self._layer_weights = [[np.asarray(a, self.dtype) for a in arrays] for arrays in per_layer]
+        # New values for the same models keep their compiled functions: they read the
+        # variables (TensorFlow) or take their values as arguments (JAX), so reloading weights
+        # of the same spec recompiles nothing.
+        for key in self._models:
+            self._set_weights(spec, key)
+        if None not in self._models:  # the full-batch model: a spec Keras refuses fails here
+            self._model_for(spec, None)
+
+    def _model_for(self, spec: RNNSpec, key: str | None) -> Any:
+        """The model of ``key`` (see ``_models``), built and given the loaded weights first."""
+        if key not in self._models:
+            with self._scope():
+                self._models[key] = build_model(self._keras, spec, str(self.dtype), key)
+            self._set_weights(spec, key)
+        return self._models[key]
+
+    def _set_weights(self, spec: RNNSpec, key: str | None) -> None:
+        model = self._models[key]
         with self._scope():
-            if self._model is None or spec != self._spec:
-                self._model = build_model(keras, spec, str(self.dtype))
-                self._fn = None
-                self._kernels = None
-            per_layer = weights.to_keras()
-            per_layer = per_layer if spec.num_layers > 1 else [per_layer]
-            for name, arrays in zip(layer_names(spec), per_layer):
+            for name, arrays in zip(layer_names(spec), self._layer_weights):
                 # Bidirectional.get_weights() is the forward layer's, then the backward's:
                 # the order to_keras() gives (checked by tests/test_backend_keras.py).
-                layer = self._model.get_layer(name)
-                layer.set_weights([np.asarray(a, self.dtype) for a in arrays])
-            # New values for the same model keep the compiled function: it reads the
-            # variables (TensorFlow) or takes their values as arguments (JAX), so reloading
-            # weights of the same spec recompiles nothing.
-            self._weights_loaded()
+                model.get_layer(name).set_weights(arrays)
+            self._weights_loaded(key, model)
 
-    def _weights_loaded(self) -> None:
-        """Hook: the model's variables have new values."""
+    def _weights_loaded(self, key: str | None, model: Any) -> None:
+        """Hook: the variables of the model of ``key`` have new values."""
 
-    def prepare(self, x: np.ndarray, h0: Any = None) -> Any:
+    def mask_output(self) -> str:
+        """Keras' default at a masked step of a mask: zeros from a ``Bidirectional`` layer (it
+        forces ``zero_output_for_mask``), the previous output from a unidirectional one
+        (keras-jax writes zeros for both, see the module docstring)."""
+        return "zero" if self.spec.bidirectional else "repeat"
+
+    def prepare(
+        self, x: np.ndarray, h0: State | None = None, lengths: Any = None, mask: Any = None
+    ) -> Any:
         xs, states = self.check_inputs(x, h0)
+        padding = self.check_padding(xs, lengths, mask)
         if states is None:
             states = self.zeros_state(xs.shape[0])
-        # The model's inputs: x, then each state array split per layer and direction.
+        # The model's inputs: x, then each state array split per layer and direction, then
+        # for a padded batch its mask (lengths as the mask t < L, Keras' only way to say them).
         flat = [xs, *(s[i] for s in states for i in range(s.shape[0]))]
+        key: str | None = None
+        if padding is not None:
+            key = "zero" if padding.kind == "lengths" else self.mask_output()
+        self._model_for(self.spec, key)  # built here, not in the timed run
         ops = self._keras.ops
         with self._scope():
-            return [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in flat]
+            tensors = [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in flat]
+            if padding is not None:
+                tensors.append(ops.convert_to_tensor(padding.mask, dtype="bool"))
+        return key, tensors
 
     def run(self, prepared: Any) -> Any:
+        key, inputs = prepared
         with self._scope(), recording() as ran:
-            out = self._call(prepared)
+            out = self._call(key, inputs)
         if ran:  # nothing is recorded when a compiled function runs without tracing
-            self._kernels = list(dict.fromkeys(ran))
+            self._ran[key] = list(dict.fromkeys(ran))
+        # Each model keeps its own record: a compiled function that runs without tracing ran
+        # what its model recorded when it was traced, not what another model last ran.
+        self._kernels = self._ran.get(key, [])
         return out
 
     def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
@@ -381,7 +476,7 @@ class KerasTensorFlowCell(KerasCell):
     # it is the default; "eager" calls the layers op by op.
     variants = ("jit", "eager")
 
-    def _compile(self, model: Any) -> Any:
+    def _compile(self, key: str | None, model: Any) -> Any:
         import tensorflow as tf
 
         return tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)
@@ -403,6 +498,11 @@ class KerasJaxCell(KerasCell):
     # Keras' own predict() compiles (jit_compile="auto"): that is the path its users run, so
     # it is the default; "eager" calls the layers op by op.
     variants = ("jit", "eager")
+
+    def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
+        super().__init__(device, dtype, variant)
+        # Per model (see KerasCell._models): the variables' values its jitted function takes.
+        self._values: dict[str | None, tuple[list[Any], list[Any]]] = {}
 
     def _check_device(self) -> None:
         if self.device == "cuda":
@@ -428,16 +528,20 @@ class KerasJaxCell(KerasCell):
         else:
             stack.enter_context(jax.default_matmul_precision("highest"))
 
-    def _weights_loaded(self) -> None:
-        # stateless_call takes the variables' values as arguments: keep the current ones, so
-        # the jitted function (traced once per input shape) runs on them.
-        model = self._model
-        self._values = (
+    def mask_output(self) -> str:
+        # Keras' default on JAX writes the initial state, not zeros, at masked steps before a
+        # row's first real one (module docstring): the mask models write zeros instead.
+        return "zero"
+
+    def _weights_loaded(self, key: str | None, model: Any) -> None:
+        # stateless_call takes the variables' values as arguments: keep each model's current
+        # ones, so its jitted function (traced once per input shape) runs on them.
+        self._values[key] = (
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
         )
 
-    def _compile(self, model: Any) -> Any:
+    def _compile(self, key: str | None, model: Any) -> Any:
         import jax
 
         @jax.jit
@@ -445,7 +549,7 @@ class KerasJaxCell(KerasCell):
             outputs, _ = model.stateless_call(tv, ntv, inputs, training=False)
             return outputs
 
-        return lambda inputs: forward(*self._values, inputs)
+        return lambda inputs: forward(*self._values[key], inputs)
 
     def synchronize(self, result: Any) -> None:
         import jax
@@ -491,7 +595,7 @@ class KerasTorchCell(KerasCell):
                 "use variant 'eager' for keras-torch, or the 'torch' backend for compiled torch",
             )
 
-    def _compile(self, model: Any) -> Any:
+    def _compile(self, key: str | None, model: Any) -> Any:
         raise NotImplementedError  # unreachable: _check_variant refuses 'jit'
 
     def synchronize(self, result: Any) -> None:

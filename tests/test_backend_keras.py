@@ -1,7 +1,8 @@
 """The Keras 3 backends (keras on TensorFlow, keras-jax, keras-torch), each in its own worker
-process: every cell against the float64 reference, which Keras kernel ran the recurrence, which
-Keras backend ran, and what each refuses and why. Cells come from the session's ``cells`` cache,
-so each worker starts once and its cells are reused."""
+process: every cell against the float64 reference, full and padded batches (lengths and masks,
+through Keras' masks), which Keras kernel ran the recurrence, which Keras backend ran, and what
+each refuses and why. Cells come from the session's ``cells`` cache, so each worker starts once
+and its cells are reused."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reference_cases import CASES, CELL_CASES, check_case
+from reference_cases import CASES, CELL_CASES, cast_state, check_case, make_case
 from rnnbench.backends.keras_backend import KERNELS
 
 import rnnbench as rb
+from rnnbench.padding import as_written, check_padding, lengths_mask, random_mask
 
 KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 # The default variant: Keras' own predict() compiles (jit_compile="auto"); keras-torch has no
@@ -143,6 +145,103 @@ def test_every_cell(cells: Any, case: str) -> None:
     run_concurrently({name: job(name, runs) for name, runs in runs_of(case).items()})
 
 
+# Padded batches: one shape for all of them (Keras compiles per model and input shape). The
+# lengths are unsorted, with a one-step row and a full one; the mask has holes, a masked first
+# step (row 0), a masked last step (row 3) and a row with no real step at all (row 2).
+PAD_B, PAD_T, PAD_I, PAD_H = 4, 8, 4, 6
+PAD_LENGTHS = np.array([8, 5, 1, 7])
+PAD_MASK = random_mask(PAD_B, PAD_T, seed=5)
+PAD_MASK[2] = False
+PAD_CELLS: dict[str, dict[str, Any]] = {
+    "rnn": {"cell": "rnn"},
+    "lstm": {"cell": "lstm"},
+    "gru": {"cell": "gru"},
+    "gru(reset-before)": {"cell": "gru", "reset_after": False},
+}
+# The padded checks run where they are cheapest: TensorFlow eager in float64 (no XLA compile per
+# model, and the tight tolerance), keras-jax on its jit (its eager scan recompiles every call),
+# keras-torch eager; TensorFlow's jit runs padded batches in the reloading test.
+PAD_RUNS = {
+    "keras": ("float64", "eager"),
+    "keras-jax": ("float32", "jit"),
+    "keras-torch": ("float32", "eager"),
+}
+
+
+def padded_specs(cell: str) -> list[rb.RNNSpec]:
+    """Two bidirectional layers and one layer one way, both run from an initial state."""
+    fields = PAD_CELLS[cell]
+    return [
+        rb.RNNSpec(PAD_I, PAD_H, num_layers=2, bidirectional=True, **fields),
+        rb.RNNSpec(PAD_I, PAD_H, **fields),
+    ]
+
+
+def expected_mask_output(name: str, spec: rb.RNNSpec) -> str:
+    # Bidirectional forces zeros; keras-jax's default would write h0 before a row's first real
+    # step, so its mask models write zeros (backends/keras_backend.py).
+    return "zero" if spec.bidirectional or name == "keras-jax" else "repeat"
+
+
+def check_padded(cell: Any, name: str, spec: rb.RNNSpec, dtype: str) -> None:
+    """``spec`` on ragged lengths and on the mask with holes, against the reference through
+    ``compare`` (which checks masked steps against what the cell says it writes); outputs past
+    a length are exactly zero, and the kernel log says Keras' generic loop ran (a mask makes its
+    fused functions decline)."""
+    weights, x, h0 = make_case(spec, PAD_B, PAD_T, True)
+    for padding in ({"lengths": PAD_LENGTHS}, {"mask": PAD_MASK}):
+        result = rb.compare(
+            weights, x, h0, [name], dtypes=[dtype], cells={(name, dtype): cell}, **padding
+        )
+        result.assert_close()
+        row = result.rows[0]
+        assert row.status == "pass", result.table()
+        if dtype == "float64":
+            assert row.max_abs < 1e-12, result.table()
+        written = "zero" if "lengths" in padding else expected_mask_output(name, spec)
+        assert row.masked_output == written
+        assert cell.info()["mask_output"] == expected_mask_output(name, spec)
+        kernels = cell.info()["kernels"]
+        if NVIDIA_GPU:
+            assert set(kernels) <= {label for _, _, label in KERNELS[KERAS_BACKENDS[name]]}
+        else:
+            assert kernels == [GENERIC[name]], (spec.describe(), padding.keys(), kernels)
+        if "lengths" in padding:
+            y, _ = cell.forward(x.astype(dtype), cast_state(h0, dtype), **padding)
+            assert np.all(y[~lengths_mask(PAD_LENGTHS, PAD_T)] == 0.0), spec.describe()
+
+
+@pytest.mark.parametrize("cell", list(PAD_CELLS))
+def test_padded_batches(cells: Any, cell: str) -> None:
+    def job(name: str) -> Callable[[], None]:
+        def run() -> None:
+            dtype, variant = PAD_RUNS[name]
+            keras_cell = cells.get(name, dtype, variant=variant)
+            for spec in padded_specs(cell):
+                check_padded(keras_cell, name, spec, dtype)
+
+        return run
+
+    run_concurrently({name: job(name) for name in KERAS_BACKENDS})
+
+
+def test_kernel_log_is_kept_per_model(cells: Any) -> None:
+    """A jitted function that runs without tracing reports what its own model ran when traced:
+    keras-jax runs a full batch of the reset-after GRU in its fused scan and a padded one in its
+    generic loop, whichever ran last."""
+    if NVIDIA_GPU:
+        pytest.skip("on a GPU the fused kernel Keras picks is its own choice")
+    cell = cells.get("keras-jax", "float32", variant="jit")
+    spec = padded_specs("gru")[1]
+    weights, x, _ = make_case(spec, PAD_B, PAD_T, False)
+    cell.load(weights.astype("float32"))
+    xs = x.astype(np.float32)
+    fused = expected_kernel("keras-jax", spec)
+    for padding in ({}, {"lengths": PAD_LENGTHS}, {}, {"mask": PAD_MASK}, {}):
+        cell.forward(xs, **padding)
+        assert cell.info()["kernels"] == [GENERIC["keras-jax"] if padding else fused], padding
+
+
 def test_stacked_unidirectional_lstm_with_h0_c0(cells: Any) -> None:
     # Three unidirectional layers: each reads its own rows of h0 and c0. One Keras backend
     # suffices, since the model is built by one function for all of them.
@@ -154,20 +253,32 @@ def test_stacked_unidirectional_lstm_with_h0_c0(cells: Any) -> None:
 
 @pytest.mark.parametrize("name", ["keras", "keras-jax"])
 def test_reloading_weights_of_the_same_spec_runs_the_new_ones(cells: Any, name: str) -> None:
-    """The jit variants keep their compiled function across loads of one spec: it must run on
-    the weights loaded last, never on the ones it was traced with."""
+    """The jit variants keep their compiled functions across loads of one spec: each must run
+    on the weights loaded last, never on the ones it was traced with. That holds for the models
+    of padded batches too, built after the first load; this is also the padded check of
+    TensorFlow's XLA function (keras-jax's run on its jit in test_padded_batches)."""
     spec = rb.RNNSpec(3, 4, cell="gru")
     cell = cells.get(name, "float32", variant="jit")
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
-    outputs = []
+    lengths, mask = np.array([5, 2]), np.array([[0, 1, 1, 0, 1], [1, 1, 0, 1, 0]], bool)
+    outputs: list[list[np.ndarray]] = []
     for seed in (1, 2):
         weights = rb.RNNWeights.random(spec, seed=seed)
         cell.load(weights)
-        y, _ = cell.forward(x)
-        ref, _ = rb.reference_forward(weights, x)
-        np.testing.assert_allclose(y, ref, atol=1e-5)
-        outputs.append(y)
-    assert np.abs(outputs[0] - outputs[1]).max() > 1e-2
+        outputs.append([])
+        for padding in ({}, {"lengths": lengths}, {"mask": mask}):
+            y, _ = cell.forward(x, **padding)
+            ref, _ = rb.reference_forward(weights, x, **padding)
+            if "mask" in padding:  # the reference repeats; a cell may write zeros instead
+                checked = check_padding(None, mask, 2, 5)
+                ref = as_written(ref, checked, cell.info()["mask_output"])
+            np.testing.assert_allclose(y, ref, atol=1e-5)
+            outputs[-1].append(y)
+            if padding and not NVIDIA_GPU:
+                assert cell.info()["kernels"] == [GENERIC[name]]
+        assert np.all(outputs[-1][1][~lengths_mask(lengths, 5)] == 0.0)
+    for first, second in zip(*outputs):
+        assert np.abs(first - second).max() > 1e-2
 
 
 @pytest.mark.parametrize("name", list(KERAS_BACKENDS))
@@ -178,6 +289,7 @@ def test_info_reports_the_keras_backend_that_ran(cells: Any, name: str) -> None:
     assert info["variant"] == DEFAULT_VARIANT[name]
     assert info["path"].startswith(f"keras {KERAS_BACKENDS[name]} {DEFAULT_VARIANT[name]}")
     assert info["process"] == "worker"
+    assert info["padding"] == ["lengths", "mask"]
     assert info["versions"]["keras"] and info["versions"][KERAS_BACKENDS[name]]
 
 
@@ -209,6 +321,7 @@ def test_cuda_runs_or_is_a_clear_error(cells: Any, name: str) -> None:
         return
     for case in ("relu-2layer-bidir-h0", "lstm-2layer-bidir-h0c0", "gru-2layer-bidir-h0"):
         check_case(cell, *CASES[case])
+    check_padded(cell, name, padded_specs("lstm")[0], "float32")  # cuDNN declines a mask
     assert cell.info()["device"] == "cuda"
 
 
