@@ -22,6 +22,12 @@ for a ``mask`` the previous output of its direction, carried as one more part of
 (Keras' semantics). Lengths cross to the device as B integers and become the mask inside the
 jitted function; the reverse scan of a right-padded row thus starts at its own last real step.
 Every layer is masked alike.
+
+Gradients (``vjp``) are ``jax.vjp`` of the same ``_rnn_forward`` (padded alike), jitted per spec
+and padding kind beside the forwards and traced once per shape, at the same precision and x64
+scope. They are taken with respect to the scan's parameters, the tuples of
+:func:`direction_params`, which are not the canonical layout: :func:`direction_grads` maps their
+gradients back (the gradient of a sum reaches each term, that of a slice is its block).
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from rnnbench import state as state_mod
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendUnavailableError
+from rnnbench.gradients import Grads
+from rnnbench.padding import Padding
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import DirectionWeights, RNNWeights
@@ -71,6 +80,36 @@ def direction_params(spec: RNNSpec, dw: DirectionWeights) -> tuple[np.ndarray, .
     # Reset-before: every bias is outside the reset gate. w_hh is split on the host, once, so the
     # step runs two whole products rather than slicing a weight every step.
     return (dw.w_ih, dw.bias, dw.w_hh[:, :two], dw.w_hh[:, two:])
+
+
+def direction_grads(spec: RNNSpec, grads: tuple[np.ndarray, ...]) -> DirectionWeights:
+    """The canonical gradients of one layer and direction from the gradients of the tuple
+    :func:`direction_params` built (its inverse for gradients, i.e. its adjoint).
+
+    - RNN and LSTM, ``(w_ih, b_ih + b_hh, w_hh)``: both canonical biases enter only through the
+      sum, so each one's gradient is the sum's gradient.
+    - Reset-after GRU, ``(w_ih, b_ih + [b_hh_r, b_hh_z, 0], w_hh, b_hh_n)``: ``b_ih``'s gradient
+      is the hoisted bias's; ``b_hh``'s is the hoisted bias's r and z blocks followed by the
+      gradient of ``b_hh_n``, the block kept inside the reset gate.
+    - Reset-before GRU, ``(w_ih, b_ih + b_hh, w_hh[:, :2H], w_hh[:, 2H:])``: ``w_hh``'s gradient
+      is the two column blocks' gradients side by side; both biases get the sum's gradient.
+
+    A spec without biases has none to train: its bias gradients are zeros, as its biases are."""
+    d_w_ih, d_bias, *d_recurrent = grads
+    two = 2 * spec.hidden_size
+    if spec.cell == "gru" and spec.reset_after:
+        d_w_hh, d_b_hn = d_recurrent
+        d_b_ih, d_b_hh = d_bias, np.concatenate([d_bias[:two], d_b_hn])
+    elif spec.cell == "gru":
+        d_w_rz, d_w_n = d_recurrent
+        d_w_hh = np.concatenate([d_w_rz, d_w_n], axis=1)
+        d_b_ih, d_b_hh = d_bias, d_bias.copy()
+    else:
+        (d_w_hh,) = d_recurrent
+        d_b_ih, d_b_hh = d_bias, d_bias.copy()
+    if not spec.bias:
+        d_b_ih, d_b_hh = np.zeros_like(d_b_ih), np.zeros_like(d_b_hh)
+    return DirectionWeights(d_w_ih, d_w_hh, d_b_ih, d_b_hh)
 
 
 def _step_function(spec: RNNSpec, recurrent: tuple[Any, ...]) -> Step:
@@ -221,6 +260,35 @@ def _rnn_forward(
     return jnp.swapaxes(layer_input, 0, 1), states
 
 
+def _rnn_vjp(
+    params: Any,
+    x: Any,
+    h0: Any,
+    pad: Any,
+    dy: Any,
+    dstates: Any,
+    *,
+    spec: RNNSpec,
+    unroll: int,
+    padding: str = "none",
+    on_trace: Any = None,
+) -> tuple[Any, Any, tuple[Any, ...]]:
+    """``jax.vjp`` of :func:`_rnn_forward` (same padding, ``pad`` held fixed) with respect to
+    ``(params, x, h0)``, applied to the cotangents ``dy`` (batch, time, dirs*hidden) and
+    ``dstates`` (a tuple like ``h0``): (d params, dx, dh0 tuple)."""
+    import jax
+
+    if on_trace is not None:
+        on_trace()  # runs while tracing only: counts how often jit traces
+
+    def forward(p: Any, inputs: Any, initial: Any) -> tuple[Any, tuple[Any, ...]]:
+        return _rnn_forward(p, inputs, initial, pad, spec=spec, unroll=unroll, padding=padding)
+
+    _, pullback = jax.vjp(forward, params, x, h0)
+    d_params, dx, dh0 = pullback((dy, tuple(dstates)))
+    return d_params, dx, dh0
+
+
 class JaxCell(BaseCell):
     """``lax.scan`` under ``jax.jit`` on ``device`` ("cpu" or "cuda"), float32 or float64, for
     the RNN, the LSTM and both GRU formulas; lengths and masks are masked inside the scan."""
@@ -231,6 +299,7 @@ class JaxCell(BaseCell):
     variants = tuple(UNROLL)
     takes_lengths = True
     takes_mask = True
+    computes_gradients = True
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device=device, dtype=dtype, variant=variant)
@@ -240,11 +309,15 @@ class JaxCell(BaseCell):
         self._device = self._find_device(device)
         self.unroll = UNROLL[self.variant]
         self.traces = 0  # how many times jit traced the forward (a retrace is a recompile)
+        self.vjp_traces = 0  # how many times jit traced the vjp
         self.compile_seconds: float | None = None
         self._params: Any = None
         self._jitted: Any = None  # the full-length forward
         self._padded: dict[str, Any] = {}  # the padded forwards, by padding kind
-        self._functions: OrderedDict[RNNSpec, tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._vjps: dict[str, Any] = {}  # the vjps, by padding kind ("none" included)
+        self._functions: OrderedDict[RNNSpec, tuple[Any, dict[str, Any], dict[str, Any]]] = (
+            OrderedDict()
+        )
 
     def _find_device(self, device: str) -> Any:
         jax = self._jax
@@ -274,6 +347,9 @@ class JaxCell(BaseCell):
     def _count_trace(self) -> None:
         self.traces += 1
 
+    def _count_vjp_trace(self) -> None:
+        self.vjp_traces += 1
+
     # --- loading -------------------------------------------------------------------------
     def _load(self, weights: RNNWeights) -> None:
         jax = self._jax
@@ -296,11 +372,23 @@ class JaxCell(BaseCell):
                 )
                 for kind in PADDING_KINDS
             }
-            self._functions[spec] = (forward.pop("none"), forward)
+            vjps = {
+                kind: jax.jit(
+                    functools.partial(
+                        _rnn_vjp,
+                        spec=spec,
+                        unroll=self.unroll,
+                        padding=kind,
+                        on_trace=self._count_vjp_trace,
+                    )
+                )
+                for kind in PADDING_KINDS
+            }
+            self._functions[spec] = (forward.pop("none"), forward, vjps)
             if len(self._functions) > SPECS_KEPT:
                 self._functions.popitem(last=False)
         self._functions.move_to_end(spec)
-        self._jitted, self._padded = self._functions[spec]
+        self._jitted, self._padded, self._vjps = self._functions[spec]
 
     # --- running -------------------------------------------------------------------------
     def prepare(
@@ -313,16 +401,22 @@ class JaxCell(BaseCell):
         padding = self.check_padding(xs, lengths, mask)
         if hs is None:
             hs = self.zeros_state(xs.shape[0])
-        host: Any = None
-        if padding is not None and padding.lengths is not None:
-            host = padding.lengths.astype(np.int32)  # 1 <= length <= T
-        elif padding is not None:
-            host = np.ascontiguousarray(padding.mask.T)
+        host = self._pad_host(padding)
         with self._scope():
             x_d, h_d, pad_d = self._jax.device_put((xs, hs, host), self._device)
         prepared = (x_d, h_d, None if padding is None else (padding.kind, pad_d))
         self._jax.block_until_ready(prepared)  # the copies are not part of a timed run
         return prepared
+
+    @staticmethod
+    def _pad_host(padding: Padding | None) -> np.ndarray | None:
+        """What a padded function reads: the (batch,) lengths as int32, or the mask time-major
+        (time, batch); None for a full batch."""
+        if padding is None:
+            return None
+        if padding.lengths is not None:
+            return padding.lengths.astype(np.int32)  # 1 <= length <= T
+        return np.ascontiguousarray(padding.mask.T)
 
     @staticmethod
     def _signature(prepared: Any) -> tuple[Any, ...]:
@@ -370,6 +464,35 @@ class JaxCell(BaseCell):
                 return self._jitted(self._params, x, h0)
         return self._jitted(self._params, x, h0)
 
+    def _vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...] | None,
+        dy: np.ndarray | None,
+        dstates: tuple[np.ndarray, ...] | None,
+        padding: Padding | None,
+    ) -> Grads:
+        spec = self.spec
+        batch, steps, _ = x.shape
+        # Zeros stand for None, so the initial state is an input with a gradient and every call
+        # of one shape is one trace, whichever cotangents were given.
+        h0 = h0 if h0 is not None else self.zeros_state(batch)
+        dy = dy if dy is not None else np.zeros((batch, steps, spec.output_size), self.dtype)
+        dstates = dstates if dstates is not None else self.zeros_state(batch)
+        kind = "none" if padding is None else padding.kind
+        with self._scope():
+            args = self._jax.device_put((x, h0, self._pad_host(padding), dy, dstates), self._device)
+            d_params, dx, dh0 = self._jax.device_get(self._vjps[kind](self._params, *args))
+        rows = [
+            [direction_grads(spec, tuple(np.asarray(g) for g in d)) for d in row]
+            for row in d_params
+        ]
+        return Grads(
+            dx=np.asarray(dx),
+            dh0=state_mod.from_tuple(spec, tuple(np.asarray(s) for s in dh0)),
+            weights=RNNWeights(spec, rows, dtype=self.dtype),
+        )
+
     def synchronize(self, result: Any) -> None:
         self._jax.block_until_ready(result)
 
@@ -387,5 +510,7 @@ class JaxCell(BaseCell):
         out["precision"] = "HIGHEST"
         out["x64"] = "scoped (jax.enable_x64)" if self.dtype == np.float64 else "off"
         out["traces"] = self.traces
+        out["vjp_traces"] = self.vjp_traces
+        out["backward_path"] = f"jax.vjp of the same lax.scan (xla-jit, {self._device.platform})"
         out["compile_s"] = self.compile_seconds
         return out

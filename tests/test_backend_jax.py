@@ -356,6 +356,151 @@ def test_mask_with_holes(cells: Any, cell_label: str, shape: str, dtype: str) ->
         np.testing.assert_array_equal(got[:, 2], start[:, 2])
 
 
+# --- gradients (vjp) -----------------------------------------------------------------------
+
+# The worst error of each gradient array relative to its largest reference entry: float64 is
+# jax.vjp of the same formulas (rounding only), float32 a sanity bound for these small cases.
+GRAD_BOUNDS = {"float32": 1e-4, "float64": 1e-10}
+
+
+def cotangents(spec: rb.RNNSpec) -> tuple[np.ndarray, Any]:
+    """Seeded float64 cotangents of a padded case: dy and dh_n (a pair for an LSTM)."""
+    rng = np.random.default_rng(2)
+    dy = rng.standard_normal((PAD_BATCH, PAD_STEPS, spec.output_size))
+    shape = (spec.num_layers * spec.num_directions, PAD_BATCH, spec.hidden_size)
+    parts = tuple(rng.standard_normal(shape) for _ in spec.state_names)
+    return dy, parts if spec.cell == "lstm" else parts[0]
+
+
+def check_vjp(
+    cell: Any, weights: rb.RNNWeights, x: np.ndarray, h0: Any, **pad: np.ndarray
+) -> rb.gradients.Grads:
+    """The cell's vjp in its dtype against the float64 reference, on every array of arrays()."""
+    dtype = str(cell.dtype)
+    dy, dh_n = cotangents(weights.spec)
+    cell.load(weights.astype(dtype))
+    got = cell.vjp(
+        x.astype(dtype), cast_state(h0, dtype), dy.astype(dtype), cast_state(dh_n, dtype), **pad
+    )
+    want = rb.gradients.reference_vjp(weights, x, h0, dy, dh_n, **pad).arrays()
+    arrays = got.arrays()
+    assert list(arrays) == list(want)
+    for name, ref in want.items():
+        assert arrays[name].dtype == dtype and arrays[name].shape == ref.shape, name
+        scale = np.abs(ref).max()
+        assert scale > 0, f"{name}: the case gives it no gradient to check"
+        err = np.abs(arrays[name] - ref).max() / scale
+        assert err < GRAD_BOUNDS[dtype], (name, dtype, err)
+    return got
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
+def test_direction_grads_is_the_adjoint_of_direction_params(cell_label: str, bias: bool) -> None:
+    """direction_params is linear in the canonical arrays, so the map of gradients back is its
+    adjoint: <direction_params(w), g> == <w, direction_grads(g)> for every w and g. On random
+    arrays a block put in the wrong place (r and z swapped, b_hh_n read from the hoisted bias,
+    w_hh's column halves exchanged, one of two biases left without its gradient) breaks the
+    equality. A spec without biases has zero bias gradients."""
+    from rnnbench.backends.jax_backend import direction_grads, direction_params
+
+    spec = rb.RNNSpec(3, 4, bias=bias, **PADDED_CELLS[cell_label])
+    rng = np.random.default_rng(0)
+    shapes = [a.shape for a in rb.RNNWeights.random(spec, seed=0)[0, 0].arrays()]
+    w = rb.weights.DirectionWeights(*(rng.standard_normal(s) for s in shapes))
+    if not bias:
+        w = rb.weights.DirectionWeights(w.w_ih, w.w_hh, 0 * w.b_ih, 0 * w.b_hh)
+    params = direction_params(spec, w)
+    g = tuple(rng.standard_normal(p.shape) for p in params)
+    back = direction_grads(spec, g)
+    assert [a.shape for a in back.arrays()] == shapes
+    lhs = sum(float(np.sum(p * d)) for p, d in zip(params, g, strict=True))
+    rhs = sum(float(np.sum(a * d)) for a, d in zip(w.arrays(), back.arrays(), strict=True))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+    if not bias:
+        assert not back.b_ih.any() and not back.b_hh.any()
+
+
+# Each case compiles a backward scan (1-4 s on a small CPU), so every cell runs once, one layer
+# from an initial state in float64; two bidirectional layers from zeros run padded (below), in
+# float32 and float64. test_equivalence.py::test_gradients adds every cell unpadded and by
+# lengths through compare.
+VJP_CASES = [(label, "1layer-h0", "float64") for label in PADDED_CELLS]
+
+
+@pytest.mark.parametrize(("cell_label", "shape", "dtype"), VJP_CASES)
+def test_vjp_matches_the_reference(cells: Any, cell_label: str, shape: str, dtype: str) -> None:
+    """jax.vjp of the scan gives the reference's dx, dh0 (dc0; also from a zero h0 that was not
+    passed) and every canonical weight gradient, mapped back by direction_grads. A second vjp of
+    the same shapes reuses the trace, also with h0 and the cotangents None (zeros of the same
+    shapes, so every gradient is zero), and runs no forward trace."""
+    cell = cells.get("jax", dtype)
+    weights, x, h0 = padded_case(cell_label, shape)
+    forward_traces = cell.info()["traces"]
+    check_vjp(cell, weights, x, h0)
+    traced = cell.info()["vjp_traces"]
+    zero = cell.vjp(2 * x.astype(dtype))
+    assert not any(arr.any() for arr in zero.arrays().values())
+    assert cell.info()["vjp_traces"] == traced and cell.info()["traces"] == forward_traces
+
+
+@pytest.mark.parametrize(
+    ("cell_label", "dtype", "padding"),
+    [("lstm", "float32", "mask"), ("gru", "float64", "mask"), ("gru", "float32", "lengths")],
+)
+def test_vjp_padded(cells: Any, cell_label: str, dtype: str, padding: str) -> None:
+    """Two bidirectional layers through the padded scan: the reference's gradients, a masked
+    step's output being the repeat of the previous one (its dy reaches that step) or zeros past
+    a length. The input of a masked step enters nothing (its dx is zero), and a row with no real
+    step carries its state through, so its dh0 is exactly its dh_n."""
+    weights, x, h0 = padded_case(cell_label, "2layer-bidir")
+    cell = cells.get("jax", dtype)
+    pad = {"mask": MASK} if padding == "mask" else {"lengths": LENGTHS}
+    got = check_vjp(cell, weights, x, h0, **pad)
+    real = MASK if padding == "mask" else np.arange(PAD_STEPS) < LENGTHS[:, None]
+    assert not got.dx[~real].any() and got.dx[real].all()
+    if padding == "mask":
+        _, dh_n = cotangents(weights.spec)
+        for d0, dn in zip(state_parts(got.dh0), state_parts(dh_n), strict=True):
+            np.testing.assert_array_equal(d0[:, 2], dn[:, 2].astype(dtype))
+
+
+def _all_dots(jaxpr: Any) -> list[Any]:
+    """Every matrix product of ``jaxpr``, those of scan bodies and other inner jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(eqn)
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", value)
+            if hasattr(inner, "eqns"):
+                found.extend(_all_dots(inner))
+    return found
+
+
+def test_vjp_runs_at_highest_precision() -> None:
+    """Every matrix product of the vjp runs at HIGHEST (no TF32 on a GPU), the transposed ones
+    of the backward pass included."""
+    from rnnbench.backends.jax_backend import _rnn_vjp, direction_params
+
+    weights, x, h0 = padded_case("rnn_tanh", "1layer-h0")
+    spec = weights.spec
+    weights = weights.astype("float32")
+    params = tuple(tuple(direction_params(spec, dw) for dw in row) for row in weights.layers)
+    dy, dh_n = (a.astype(np.float32) for a in cotangents(spec))
+    args = (params, x.astype(np.float32), (h0.astype(np.float32),), None, dy, (dh_n,))
+    vjp = functools.partial(_rnn_vjp, spec=spec, unroll=1)
+    dots = _all_dots(jax.make_jaxpr(vjp)(*args).jaxpr)
+    # x @ w_ih, x^T dP and dP @ w_ih^T outside the scans; h @ w_hh and its two transposes in them.
+    assert len(dots) == 6
+    highest = jax.lax.Precision.HIGHEST
+    for eqn in dots:
+        assert eqn.params["precision"] in ((highest, highest), highest), eqn
+    assert rb.get_backend("jax").info()["backward_path"] == (
+        "jax.vjp of the same lax.scan (xla-jit, cpu)"
+    )
+
+
 def test_info() -> None:
     cell = rb.get_backend("jax", variant="scan-unroll4")
     info = cell.info()
@@ -415,3 +560,15 @@ def test_gpu_padded(cells: Any, cell_label: str, padding: str, dtype: str) -> No
     )
     assert [r.status for r in result.rows] == ["pass"], result.table()
     assert cell.info()["path"].endswith("(gpu)")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("padding", [None, "mask"])
+def test_gpu_vjp(cells: Any, padding: str | None, dtype: str) -> None:
+    """On the GPU the vjp gives the reference's gradients too (HIGHEST: no TF32 in float32)."""
+    weights, x, h0 = padded_case("lstm", "2layer-bidir")
+    cell = cells.get("jax", dtype, device="cuda")
+    check_vjp(cell, weights, x, h0, **({} if padding is None else {"mask": MASK}))
+    assert cell.info()["backward_path"] == "jax.vjp of the same lax.scan (xla-jit, gpu)"
