@@ -568,7 +568,7 @@ def test_check_every_cell_in_one_run(
     checks = data["checks"]
     assert [(c["spec"]["cell"], c["spec"]["reset_after"]) for c in checks] == list(CELLS.values())
     for c in checks:
-        assert c["schema"] == "rnnbench.check/1.2" and c["seq_len"] == 12
+        assert c["schema"] == "rnnbench.check/1.3" and c["seq_len"] == 12
         assert [(r["backend"], r["dtype"], r["status"]) for r in c["rows"]] == [
             ("numpy", "float32", "pass"), ("numpy", "float64", "pass")
         ]  # fmt: skip

@@ -175,7 +175,9 @@ def padded_case(cell: str, config: str, seed: int, nonlinearity: str = "tanh") -
 @all_cells
 @pytest.mark.parametrize(
     ("config", "dtype"),
-    [(config, "float32") for config in PADDED] + [("2layer-bidir-h0", "float64")],
+    # One layer one way from h0, two bidirectional layers from zeros; float64 is each backend's
+    # own test file's (a float64 path through the padding mechanism).
+    [("1layer-h0", "float32"), ("2layer-bidir", "float32")],
 )
 def test_ragged_lengths(cells, backend: str, cell: str, config: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
     """Right-padded rows through each library's own mechanism (packed sequences,
@@ -184,8 +186,6 @@ def test_ragged_lengths(cells, backend: str, cell: str, config: str, dtype: str)
     w, x, h0 = padded_case(cell, config, seed=12)
     row = check(cells, backend, w, x, h0, dtype, lengths=RAGGED_LENGTHS)
     assert row.masked_output == "zero"
-    if dtype == "float64":
-        assert row.max_abs < 1e-10
 
 
 @all_cells
@@ -201,13 +201,10 @@ def test_mask_with_holes(cells, backend: str, cell: str, config: str) -> None:  
 @all_cells
 @pytest.mark.parametrize(
     ("config", "dtype", "padded"),
-    [
-        ("1layer-h0", "float32", False),
-        ("2layer-bidir", "float32", False),
-        ("2layer-bidir-h0", "float64", False),
-        ("2layer-bidir-h0", "float32", True),
-    ],
-    ids=["1layer-h0", "2layer-bidir", "2layer-bidir-h0-float64", "2layer-bidir-h0-ragged"],
+    # Both directions, two layers, h0 and ragged rows in one case, one layer one way in the
+    # other; each backend's own test file checks float64 and more shapes.
+    [("1layer-h0", "float32", False), ("2layer-bidir-h0", "float32", True)],
+    ids=["1layer-h0", "2layer-bidir-h0-ragged"],
 )
 def test_gradients(cells, backend: str, cell: str, config: str, dtype: str, padded: bool) -> None:  # type: ignore[no-untyped-def]
     """Backpropagation through time by each library's own autodiff against the float64
@@ -218,9 +215,6 @@ def test_gradients(cells, backend: str, cell: str, config: str, dtype: str, padd
     padding = {"lengths": RAGGED_LENGTHS} if padded else {}
     row = check(cells, backend, w, x, h0, dtype, grad=True, **padding)
     assert row.grad_status == "pass"
-    if dtype == "float64":
-        scale = max(abs(v) for v in row.grad_bounds.values())
-        assert row.grad_errors["dx"] < 1e-9 * max(scale, 1.0)
 
 
 REGIMES = {"contractive": (0.5, 1.0), "near-orthogonal": (1.0, 1.0), "chaotic": (5.0, 0.1)}
