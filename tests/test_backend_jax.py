@@ -319,7 +319,8 @@ def _padded_run(
     return weights.spec, hd, y, state_parts(h_n)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+# float32 is the equivalence suite's; here the float64 path through the masked scan.
+@pytest.mark.parametrize("dtype", ["float64"])
 @pytest.mark.parametrize("shape", list(PADDED_SHAPES))
 @pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
 def test_ragged_lengths(cells: Any, cell_label: str, shape: str, dtype: str) -> None:
@@ -336,7 +337,8 @@ def test_ragged_lengths(cells: Any, cell_label: str, shape: str, dtype: str) -> 
             np.testing.assert_array_equal(h_n[0][top + 1, b], y[b, 0, hidden:])
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+# float32 is the equivalence suite's; here the float64 path through the masked scan.
+@pytest.mark.parametrize("dtype", ["float64"])
 @pytest.mark.parametrize("shape", list(PADDED_SHAPES))
 @pytest.mark.parametrize("cell_label", list(PADDED_CELLS))
 def test_mask_with_holes(cells: Any, cell_label: str, shape: str, dtype: str) -> None:

@@ -211,7 +211,7 @@ def test_lengths_go_to_sequence_length(cells: Any, cell_name: str, layout: str) 
     extra = {"reset_after": False} if cell_name == "gru" else {}
     spec = rb.RNNSpec(3, 4, num_layers=layers, bidirectional=bidirectional, cell=cell_name, **extra)
     weights, x, h0 = make_case(spec, len(LENGTHS), int(LENGTHS.max()), with_h0)
-    dtypes = ["float32", "float64"]
+    dtypes = ["float64"]  # float32 is the equivalence suite's
     ready = {("tf1", d): cells.get("tf1", d) for d in dtypes}
     result = rb.compare(weights, x, h0, ["tf1"], dtypes=dtypes, cells=ready, lengths=LENGTHS)
     result.assert_close()

@@ -118,10 +118,12 @@ def test_odd_shapes(cells, backend: str, cell: str, shape: dict, batch: int, tim
 
 
 @all_cells
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float64"])
 def test_stacked_bidirectional_with_h0(cells, backend: str, cell: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
     """Three bidirectional layers from a given initial state (h0, and c0 for the LSTM); the
-    vanilla RNN in relu, whose outputs are unbounded."""
+    vanilla RNN in relu, whose outputs are unbounded. In float64, which also proves each
+    float64 path computes in float64; float32 goes through two bidirectional layers from h0 in
+    the ragged-lengths, gradient and long-sequence cases."""
     spec = make_spec(cell, 5, 8, num_layers=3, bidirectional=True, nonlinearity="relu")
     w = rb.RNNWeights.random(spec, seed=3, dtype="float64")
     x, h0 = inputs(spec, 3, 12, h0=True)
@@ -189,7 +191,7 @@ def test_ragged_lengths(cells, backend: str, cell: str, config: str, dtype: str)
 
 
 @all_cells
-@pytest.mark.parametrize("config", ["1layer-h0", "2layer-bidir-h0"])
+@pytest.mark.parametrize("config", ["2layer-bidir-h0"])  # one layer one way: each backend's tests
 def test_mask_with_holes(cells, backend: str, cell: str, config: str) -> None:  # type: ignore[no-untyped-def]
     """Keras' mask semantics with holes anywhere, a masked first and last step included; a
     backend whose library pads only at the end (torch, tf1) is skipped with its reason, and
@@ -257,7 +259,7 @@ def test_weight_regimes(cells, backend: str, cell: str, regime: str) -> None:  #
 
 
 @settings(
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
