@@ -217,9 +217,9 @@ def test_lengths_go_to_sequence_length(cells: Any, cell_name: str, layout: str) 
     result.assert_close()
     assert all("with sequence_length" in (row.path or "") for row in result.rows)
     # Exactly zero past the length, not merely small: the same graph again (no new one built).
-    cell = ready[("tf1", "float32")]
+    cell = ready[("tf1", "float64")]
     built = cell.info()["graphs_built"]
-    y, _ = cell.forward(x.astype(np.float32), cast_state(h0, np.float32), lengths=LENGTHS)
+    y, _ = cell.forward(x, cast_state(h0, np.float64), lengths=LENGTHS)
     assert cell.info()["graphs_built"] == built
     padded = ~lengths_mask(LENGTHS, x.shape[1])
     assert np.all(y[padded] == 0.0) and np.all(y[~padded] != 0.0)
