@@ -322,9 +322,7 @@ def compare(
     ref_y, ref_h = reference_forward(weights, xs, h, lengths=lengths, mask=mask)
     batch, seq_len = xs.shape[:2]
     ages = step_ages(seq_len, spec.num_directions, spec.num_layers, spec.hidden_size)
-    pad_args: dict[str, Any] = {}
-    if padding is not None:
-        pad_args = {padding.kind: padding.lengths if padding.lengths is not None else padding.mask}
+    pad_args = {} if padding is None else padding.arguments()
     grad_case = _GradCase(weights, xs, h, padding) if grad else None
     rows = []
     for dtype_name in dtypes:
@@ -409,9 +407,7 @@ class _GradCase:
 
     def reference(self, written: str) -> Any:
         if written not in self._refs:
-            kwargs = {}
-            if self.padding is not None:
-                kwargs = {self.padding.kind: getattr(self.padding, self.padding.kind)}
+            kwargs = {} if self.padding is None else self.padding.arguments()
             self._refs[written] = reference_vjp(
                 self.weights, self.x, self.h0, self._dy_for(written), self.dh_n, **kwargs
             )

@@ -49,6 +49,12 @@ class Padding:
         """Canonical output at masked steps: zeros past a length, Keras' repeat for a mask."""
         return "zero" if self.lengths is not None else "repeat"
 
+    def arguments(self) -> dict[str, np.ndarray]:
+        """The keyword ``forward`` took it as: ``{"lengths": ...}`` or ``{"mask": ...}``."""
+        if self.lengths is not None:
+            return {"lengths": self.lengths}
+        return {"mask": self.mask}
+
     def describe(self) -> str:
         if self.lengths is not None:
             return f"lengths {int(self.lengths.min())}..{int(self.lengths.max())}"

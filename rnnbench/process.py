@@ -246,9 +246,7 @@ class ProcessCell:
         arrays = {"x": xs, **wire.state_arrays("0", states)}
         if padding is not None:
             # Whether the backend takes it is the cell's to say, in the worker.
-            arrays["lengths" if padding.lengths is not None else "mask"] = (
-                padding.lengths if padding.lengths is not None else padding.mask
-            )
+            arrays.update(padding.arguments())
         return arrays
 
     def forward(

@@ -253,9 +253,7 @@ def gradient_tolerance(
 
     spec = weights.spec
     u = unit_roundoff(dtype)
-    lengths = None if padding is None else padding.lengths
-    mask = None if padding is None or padding.lengths is not None else padding.mask
-    kwargs = {"lengths": lengths, "mask": mask}
+    kwargs = {} if padding is None else padding.arguments()
     w64 = weights.astype(np.float64)
     ref = reference if reference is not None else reference_vjp(w64, x, h0, dy, dh_n, **kwargs)
     rng = np.random.default_rng(PROBE_SEED)
