@@ -467,18 +467,14 @@ class JaxCell(BaseCell):
     def _vjp(
         self,
         x: np.ndarray,
-        h0: tuple[np.ndarray, ...] | None,
-        dy: np.ndarray | None,
-        dstates: tuple[np.ndarray, ...] | None,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
         spec = self.spec
-        batch, steps, _ = x.shape
-        # Zeros stand for None, so the initial state is an input with a gradient and every call
-        # of one shape is one trace, whichever cotangents were given.
-        h0 = h0 if h0 is not None else self.zeros_state(batch)
-        dy = dy if dy is not None else np.zeros((batch, steps, spec.output_size), self.dtype)
-        dstates = dstates if dstates is not None else self.zeros_state(batch)
+        # BaseCell.vjp passes zeros for what was not given: every call of one shape is one
+        # trace, whichever cotangents the caller had.
         kind = "none" if padding is None else padding.kind
         with self._scope():
             args = self._jax.device_put((x, h0, self._pad_host(padding), dy, dstates), self._device)

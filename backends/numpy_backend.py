@@ -51,9 +51,9 @@ class NumpyCell(BaseCell):
     def _vjp(
         self,
         x: np.ndarray,
-        h0: tuple[np.ndarray, ...] | None,
-        dy: np.ndarray | None,
-        dstates: tuple[np.ndarray, ...] | None,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
         # The hand-written backward pass of the reference, in this cell's dtype.

@@ -443,24 +443,22 @@ class TF1Cell(BaseCell):
     def _vjp(
         self,
         x: np.ndarray,
-        h0: tuple[np.ndarray, ...] | None,
-        dy: np.ndarray | None,
-        dstates: tuple[np.ndarray, ...] | None,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
         spec = self.spec
         batch, time = x.shape[0], x.shape[1]
         lengths = None if padding is None else padding.lengths  # a mask was refused already
-        # Initial states are always fed (zeros for None): dh0 is a gradient of the placeholder.
+        # Initial states are always fed (BaseCell.vjp passes zeros for a missing h0): dh0 is a
+        # gradient of the placeholder.
         built = self._graph(batch, time, True, lengths is not None, with_grads=True)
         ops = built.gradients
         assert ops is not None  # built with_grads
-        initial = h0 if h0 is not None else self.zeros_state(batch)
-        feed = self._feed(built, x, initial, lengths)
-        out_shape = (batch, time, spec.output_size)
-        feed[ops.dy] = dy if dy is not None else np.zeros(out_shape, self.dtype)
-        finals = dstates if dstates is not None else self.zeros_state(batch)
-        feed.update(dict(zip(ops.dfinals, finals, strict=True)))
+        feed = self._feed(built, x, h0, lengths)
+        feed[ops.dy] = dy
+        feed.update(dict(zip(ops.dfinals, dstates, strict=True)))
         fetches = {"dx": ops.dx, "dstates": ops.dstates, "dvariables": ops.dvariables}
         try:
             got = built.session.run(fetches, feed_dict=feed)

@@ -258,32 +258,24 @@ class TorchCell(BaseCell):
     def _vjp(
         self,
         x: np.ndarray,
-        h0: tuple[np.ndarray, ...] | None,
-        dy: np.ndarray | None,
-        dstates: tuple[np.ndarray, ...] | None,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
         torch = self._torch
         spec = self.spec
-        # Without h0 the module's zeros would be no input of the graph: pass zeros, so that
-        # dh0 (and dc0) are defined.
-        states = h0 if h0 is not None else self.zeros_state(x.shape[0])
         names = [name for name, _ in self._module.named_parameters()]
         # Tensors made inside the scope: under a caller's inference mode they would be
         # inference tensors, which autograd cannot use.
         with self._grad_scope():
-            x_t, h_t, lengths_t = self._to_torch(x, states, padding)
+            x_t, h_t, lengths_t = self._to_torch(x, h0, padding)
             leaves = (x_t, *(h_t if isinstance(h_t, tuple) else (h_t,)))
             for leaf in leaves:
                 leaf.requires_grad_(True)
             y, final = self._call(x_t, h_t, lengths_t)
             outputs = (y, *(final if isinstance(final, tuple) else (final,)))
-            # None cotangents are zeros; the graph needs one for every output given.
-            cotangents = (dy, *(dstates if dstates is not None else (None,) * len(outputs[1:])))
-            grad_outputs = [
-                torch.zeros_like(out) if c is None else torch.from_numpy(c).to(self._device)
-                for out, c in zip(outputs, cotangents, strict=True)
-            ]
+            grad_outputs = [torch.from_numpy(c).to(self._device) for c in (dy, *dstates)]
             params = tuple(self._module.parameters())
             grads = torch.autograd.grad(outputs, (*leaves, *params), grad_outputs)
             if self._device.type == "cuda":

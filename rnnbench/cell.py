@@ -264,19 +264,30 @@ class BaseCell(ABC):
             )
         xs, hs = self.check_inputs(x, h0)
         padding = self.check_padding(xs, lengths, mask)
-        dy_c, dstates = check_cotangents(self.spec, xs.shape[0], xs.shape[1], dy, dh_n, self.dtype)
-        return self._vjp(xs, hs, dy_c, dstates, padding)
+        batch, time = xs.shape[:2]
+        dy_c, dstates = check_cotangents(self.spec, batch, time, dy, dh_n, self.dtype)
+        # Zeros stand for what was not given: the initial state is then an input of the graph
+        # like any other (its gradient exists), and every library sees one call signature.
+        return self._vjp(
+            xs,
+            hs if hs is not None else self.zeros_state(batch),
+            dy_c
+            if dy_c is not None
+            else np.zeros((batch, time, self.spec.output_size), self.dtype),
+            dstates if dstates is not None else self.zeros_state(batch),
+            padding,
+        )
 
     def _vjp(
         self,
         x: np.ndarray,
-        h0: tuple[np.ndarray, ...] | None,
-        dy: np.ndarray | None,
-        dstates: tuple[np.ndarray, ...] | None,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
         """The library's backward pass on checked inputs; states and cotangents as tuples in
-        ``spec.state_names`` order, None for zeros."""
+        ``spec.state_names`` order, zeros where the caller gave none."""
         raise NotImplementedError
 
     def mask_output(self) -> str:
