@@ -260,7 +260,8 @@ class BaseCell(ABC):
         if not self.computes_gradients:
             raise BackendUnavailableError(
                 f"backend {self.name!r} does not compute gradients",
-                "compare gradients on numpy, torch, jax, keras or tf1",
+                "compare gradients on numpy, torch, jax or tf1 (the keras backends do not "
+                "compute them yet)",
             )
         xs, hs = self.check_inputs(x, h0)
         padding = self.check_padding(xs, lengths, mask)
