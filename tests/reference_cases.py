@@ -131,3 +131,40 @@ def check_lstm_state_pair(cell: Any, dtype: str) -> None:
     assert np.abs(y_zero_c - y).max() > 1e-3
     with pytest.raises(rb.ShapeError, match=r"\(h0, c0\)"):
         cell.forward(x.astype(dtype), h0.astype(dtype))
+
+
+# The worst error of each gradient array relative to its largest reference entry: float64 is
+# each library's autodiff of the same formulas (rounding only), float32 a sanity bound for these
+# small cases (the calibrated bound is compare's, in the equivalence suite). A wrong gate block,
+# a swapped (c, h), a missing bias gradient or a gradient of the wrong direction is O(1).
+GRAD_RTOL = {"float32": 1e-4, "float64": 1e-10}
+
+
+def grad_cotangents(spec: rb.RNNSpec, batch: int, steps: int) -> tuple[np.ndarray, Any]:
+    """Seeded float64 cotangents: dy, and dh_n (a pair (dh_n, dc_n) for an LSTM)."""
+    rng = np.random.default_rng(2)
+    dy = rng.standard_normal((batch, steps, spec.output_size))
+    shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
+    parts = tuple(rng.standard_normal(shape) for _ in spec.state_names)
+    return dy, parts if spec.cell == "lstm" else parts[0]
+
+
+def check_grad_arrays(
+    got: dict[str, np.ndarray], want: dict[str, np.ndarray], dtype: str, zero_ok: bool = False
+) -> dict[str, float]:
+    """Every array of ``Grads.arrays()`` against the float64 reference's, by name, dtype, shape
+    and error relative to the array's largest entry (below ``GRAD_RTOL``). A reference array of
+    zeros fails the case (it would check nothing) unless ``zero_ok`` (the biases of a spec
+    without them), when the cell's must be exactly zero. Returns the relative errors."""
+    assert list(got) == list(want)
+    errors = {}
+    for name, ref in want.items():
+        assert got[name].dtype == np.dtype(dtype) and got[name].shape == ref.shape, name
+        scale = float(np.abs(ref).max())
+        if scale == 0.0 and zero_ok:
+            assert not got[name].any(), name
+            continue
+        assert scale > 0, f"{name}: the case gives it no gradient to check"
+        errors[name] = float(np.abs(got[name] - ref).max()) / scale
+        assert errors[name] < GRAD_RTOL[dtype], (name, dtype, errors[name])
+    return errors

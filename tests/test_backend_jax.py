@@ -14,7 +14,9 @@ from reference_cases import (
     case,
     cast_state,
     check_against_reference,
+    check_grad_arrays,
     check_lstm_state_pair,
+    grad_cotangents,
     make_case,
     state_parts,
 )
@@ -360,18 +362,10 @@ def test_mask_with_holes(cells: Any, cell_label: str, shape: str, dtype: str) ->
 
 # --- gradients (vjp) -----------------------------------------------------------------------
 
-# The worst error of each gradient array relative to its largest reference entry: float64 is
-# jax.vjp of the same formulas (rounding only), float32 a sanity bound for these small cases.
-GRAD_BOUNDS = {"float32": 1e-4, "float64": 1e-10}
-
 
 def cotangents(spec: rb.RNNSpec) -> tuple[np.ndarray, Any]:
     """Seeded float64 cotangents of a padded case: dy and dh_n (a pair for an LSTM)."""
-    rng = np.random.default_rng(2)
-    dy = rng.standard_normal((PAD_BATCH, PAD_STEPS, spec.output_size))
-    shape = (spec.num_layers * spec.num_directions, PAD_BATCH, spec.hidden_size)
-    parts = tuple(rng.standard_normal(shape) for _ in spec.state_names)
-    return dy, parts if spec.cell == "lstm" else parts[0]
+    return grad_cotangents(spec, PAD_BATCH, PAD_STEPS)
 
 
 def check_vjp(
@@ -386,13 +380,7 @@ def check_vjp(
     )
     want = rb.gradients.reference_vjp(weights, x, h0, dy, dh_n, **pad).arrays()
     arrays = got.arrays()
-    assert list(arrays) == list(want)
-    for name, ref in want.items():
-        assert arrays[name].dtype == dtype and arrays[name].shape == ref.shape, name
-        scale = np.abs(ref).max()
-        assert scale > 0, f"{name}: the case gives it no gradient to check"
-        err = np.abs(arrays[name] - ref).max() / scale
-        assert err < GRAD_BOUNDS[dtype], (name, dtype, err)
+    check_grad_arrays(arrays, want, dtype)
     return got
 
 
