@@ -464,21 +464,32 @@ class JaxCell(BaseCell):
                 return self._jitted(self._params, x, h0)
         return self._jitted(self._params, x, h0)
 
-    def _vjp(
+    def _prepare_vjp(
         self,
         x: np.ndarray,
         h0: tuple[np.ndarray, ...],
         dy: np.ndarray,
         dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
-    ) -> Grads:
-        spec = self.spec
-        # BaseCell.vjp passes zeros for what was not given: every call of one shape is one
+    ) -> Any:
+        # BaseCell passes zeros for what was not given: every call of one shape is one
         # trace, whichever cotangents the caller had.
         kind = "none" if padding is None else padding.kind
         with self._scope():
             args = self._jax.device_put((x, h0, self._pad_host(padding), dy, dstates), self._device)
-            d_params, dx, dh0 = self._jax.device_get(self._vjps[kind](self._params, *args))
+        return kind, args
+
+    def run_vjp(self, prepared: Any) -> Any:
+        """The jitted forward and ``jax.vjp`` backward of one padding kind, left on the
+        device (asynchronous: ``synchronize`` waits)."""
+        kind, args = prepared
+        with self._scope():
+            return self._vjps[kind](self._params, *args)
+
+    def fetch_vjp(self, result: Any) -> Grads:
+        spec = self.spec
+        with self._scope():
+            d_params, dx, dh0 = self._jax.device_get(result)
         rows = [
             [direction_grads(spec, tuple(np.asarray(g) for g in d)) for d in row]
             for row in d_params

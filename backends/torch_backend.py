@@ -255,17 +255,15 @@ class TorchCell(BaseCell):
         )
         return y, final
 
-    def _vjp(
+    def _prepare_vjp(
         self,
         x: np.ndarray,
         h0: tuple[np.ndarray, ...],
         dy: np.ndarray,
         dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
-    ) -> Grads:
+    ) -> Any:
         torch = self._torch
-        spec = self.spec
-        names = [name for name, _ in self._module.named_parameters()]
         # Tensors made inside the scope: under a caller's inference mode they would be
         # inference tensors, which autograd cannot use.
         with self._grad_scope():
@@ -273,18 +271,27 @@ class TorchCell(BaseCell):
             leaves = (x_t, *(h_t if isinstance(h_t, tuple) else (h_t,)))
             for leaf in leaves:
                 leaf.requires_grad_(True)
+            grad_outputs = [torch.from_numpy(c).to(self._device) for c in (dy, *dstates)]
+        return x_t, h_t, lengths_t, leaves, grad_outputs
+
+    def run_vjp(self, prepared: Any) -> Any:
+        """The forward pass with autograd on, then ``torch.autograd.grad`` of the outputs with
+        the cotangents: a training step's recurrence, left on the device."""
+        x_t, h_t, lengths_t, leaves, grad_outputs = prepared
+        with self._grad_scope():
             y, final = self._call(x_t, h_t, lengths_t)
             outputs = (y, *(final if isinstance(final, tuple) else (final,)))
-            grad_outputs = [torch.from_numpy(c).to(self._device) for c in (dy, *dstates)]
             params = tuple(self._module.parameters())
-            grads = torch.autograd.grad(outputs, (*leaves, *params), grad_outputs)
-            if self._device.type == "cuda":
-                torch.cuda.synchronize(self._device)
+            grads = self._torch.autograd.grad(outputs, (*leaves, *params), grad_outputs)
         self._backward = self._backward_path()
+        return grads, len(leaves)
+
+    def fetch_vjp(self, result: Any) -> Grads:
+        grads, n = result
         arrays = [g.detach().cpu().numpy() for g in grads]
-        n = len(leaves)
+        names = [name for name, _ in self._module.named_parameters()]
         # Keyed like the module's state dict, through the converter weights take.
-        weights = RNNWeights.from_torch(dict(zip(names, arrays[n:], strict=True)), spec=spec)
+        weights = RNNWeights.from_torch(dict(zip(names, arrays[n:], strict=True)), spec=self.spec)
         return Grads(dx=arrays[0], dh0=self.public_state(arrays[1:n]), weights=weights)
 
     def synchronize(self, result: Any) -> None:

@@ -151,7 +151,7 @@ class BaseCell(ABC):
     takes_lengths: ClassVar[bool] = False
     takes_mask: ClassVar[bool] = False
     takes_empty_rows: ClassVar[bool] = True  # a mask row with no real step at all
-    computes_gradients: ClassVar[bool] = False  # ``_vjp`` is implemented
+    computes_gradients: ClassVar[bool] = False  # ``_vjp`` (or the vjp split) is implemented
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         self.dtype = resolve_dtype(dtype)
@@ -252,7 +252,24 @@ class BaseCell(ABC):
         lengths: np.ndarray | None = None,
         mask: np.ndarray | None = None,
     ) -> Grads:
-        """Check the inputs and cotangents, then ``_vjp`` (the library's autodiff). A backend
+        """The gradients of ``sum(y * dy) + sum(h_n * dh_n)`` (+ ``sum(c_n * dc_n)``):
+        ``prepare_vjp``, ``run_vjp``, ``synchronize`` and ``fetch_vjp`` in turn, the same split
+        as the forward pass, so that a training benchmark times ``run_vjp`` alone."""
+        prepared = self.prepare_vjp(x, h0, dy, dh_n, lengths=lengths, mask=mask)
+        result = self.run_vjp(prepared)
+        self.synchronize(result)
+        return self.fetch_vjp(result)
+
+    def prepare_vjp(
+        self,
+        x: np.ndarray,
+        h0: State | None = None,
+        dy: np.ndarray | None = None,
+        dh_n: State | None = None,
+        lengths: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Any:
+        """Check the inputs and cotangents, then ``_prepare_vjp`` (on the device). A backend
         without ``computes_gradients`` is refused like a missing library, so ``compare`` lists
         it as skipped with the reason."""
         from rnnbench.gradients import check_cotangents
@@ -260,8 +277,8 @@ class BaseCell(ABC):
         if not self.computes_gradients:
             raise BackendUnavailableError(
                 f"backend {self.name!r} does not compute gradients",
-                "compare gradients on numpy, torch, jax or tf1 (the keras backends do not "
-                "compute them yet)",
+                "compare gradients on one that does: numpy, torch, jax, tf1 and the keras "
+                "backends compute them",
             )
         xs, hs = self.check_inputs(x, h0)
         padding = self.check_padding(xs, lengths, mask)
@@ -269,7 +286,7 @@ class BaseCell(ABC):
         dy_c, dstates = check_cotangents(self.spec, batch, time, dy, dh_n, self.dtype)
         # Zeros stand for what was not given: the initial state is then an input of the graph
         # like any other (its gradient exists), and every library sees one call signature.
-        return self._vjp(
+        return self._prepare_vjp(
             xs,
             hs if hs is not None else self.zeros_state(batch),
             dy_c
@@ -279,6 +296,33 @@ class BaseCell(ABC):
             padding,
         )
 
+    def _prepare_vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
+        padding: Padding | None,
+    ) -> Any:
+        """Checked inputs and cotangents (states as tuples in ``spec.state_names`` order, zeros
+        where the caller gave none) put where ``run_vjp`` takes them. The default keeps them
+        as they are, for a backend whose ``_vjp`` does everything in one call."""
+        return x, h0, dy, dstates, padding
+
+    def run_vjp(self, prepared: Any) -> Any:
+        """Forward and backward pass on prepared inputs; the result may stay on the device
+        (``synchronize`` waits for it, ``fetch_vjp`` makes it ``Grads``). The default calls
+        ``_vjp``, for a library whose gradients come back to the host in one call."""
+        return self._vjp(*prepared)
+
+    def fetch_vjp(self, result: Any) -> Grads:
+        """``run_vjp``'s result as ``Grads`` in the canonical layout."""
+        from rnnbench.gradients import Grads
+
+        if not isinstance(result, Grads):
+            raise NotImplementedError(f"backend {self.name!r} must define fetch_vjp")
+        return result
+
     def _vjp(
         self,
         x: np.ndarray,
@@ -287,8 +331,9 @@ class BaseCell(ABC):
         dstates: tuple[np.ndarray, ...],
         padding: Padding | None,
     ) -> Grads:
-        """The library's backward pass on checked inputs; states and cotangents as tuples in
-        ``spec.state_names`` order, zeros where the caller gave none."""
+        """The library's backward pass in one call, to the host (see ``_prepare_vjp``); a
+        backend that keeps its result on the device overrides ``_prepare_vjp``, ``run_vjp``
+        and ``fetch_vjp`` instead."""
         raise NotImplementedError
 
     def mask_output(self) -> str:
