@@ -3,20 +3,23 @@
 # At most 515 s of steps in all (each under its own `timeout`; their caps are summed below), so
 # that the script fits one 10-minute device call with room for the start:
 #   1. the equivalence suite on cuda (RNNBENCH_DEVICE=cuda; TF32 off, as the suite's backends
-#      do), every cell (rnn, lstm, gru, gru-reset-before) ............................. 110 s
-#   2. `rnnbench check --device cuda --cell all` (2 layers, bidirectional, h0/c0, T=100,
-#      float32 and float64): one table per cell, check.json for the report .............. 50 s
+#      do), every cell (rnn, lstm, gru, gru-reset-before), gradients (cuDNN's backward, jax's
+#      vjp on the GPU) included ........................................................ 100 s
+#   2. `rnnbench check --device cuda --cell all --grad` (2 layers, bidirectional, h0/c0,
+#      T=100, float32 and float64): one table per cell and its gradient table, check.json for
+#      the report ...................................................................... 60 s
 #   3. DeepBench sizes (input = hidden, as DeepBench runs them), on torch (cuDNN), jax,
 #      keras-jax and keras-torch:
-#      - vanilla RNN, training set: H 1760, 2560 x B 16, 64, T=50 ....................... 70 s
+#      - vanilla RNN, training set: H 1760, 2560 x B 16, 64, T=50, inference and training
+#        (forward + backward, as DeepBench's training set times it) ..................... 90 s
 #      - LSTM, inference server set: H 512, 1024, 2048 x B 1, 4 at T=25 ................. 70 s
 #        and H 1536 x B 1, 4 at T=50 .................................................... 35 s
 #      - GRU (reset-after, cuDNN's), inference server set: H 1536, 2048, 2560 x B 1, 4 at
-#        T=375 ........................................................................... 80 s
+#        T=375 ........................................................................... 70 s
 #      The subset leaves out DeepBench's other lengths (GRU T=187/750/1500, LSTM H=256 T=150),
 #      batch 2 and the largest sizes (GRU H=2816, training LSTM H=4096): the same kernels at
 #      other sizes, which would not fit the budget.
-#   4. a small-batch latency sweep: B=1, T=100, H 32 and 256, cells rnn, lstm, gru ....... 60 s
+#   4. a small-batch latency sweep: B=1, T=100, H 32 and 256, cells rnn, lstm, gru ....... 50 s
 #   5. a report of all of it (report/report.html) ....................................... 40 s
 # Writes gpu_check.log, nvidia-smi.txt, equivalence.log, check.json, deepbench-*.json,
 # latency.json, their tables (*.txt) and report/ to $OUT (default: ./gpu-check-out). On a
@@ -98,29 +101,29 @@ run_step() {  # name, seconds, output file, command...
 
 # --- 2. the equivalence suite on cuda, every cell ---------------------------------------------
 export RNNBENCH_DEVICE=cuda
-run_step equivalence "${EQUIVALENCE_S:-110}" "$OUT/equivalence.log" "$PY" -m pytest tests -q \
+run_step equivalence "${EQUIVALENCE_S:-100}" "$OUT/equivalence.log" "$PY" -m pytest tests -q \
     -p no:cacheprovider -k "${EQUIVALENCE_K:-equivalence or backend}" > /dev/null
 unset RNNBENCH_DEVICE
 tail -n 15 "$OUT/equivalence.log" | tee -a "$LOG"
 BACKENDS="torch,jax,keras-jax,keras-torch"
-run_step check-cells 50 "$LOG" "$PY" -m rnnbench check --device cuda --backends "$BACKENDS" \
+run_step check-cells 60 "$LOG" "$PY" -m rnnbench check --device cuda --backends "$BACKENDS" \
     --cell all --layers 2 --bidirectional --h0 --batch 8 --seq-len 100 --input-size 64 \
-    --hidden-size 128 --dtype float32,float64 --json "$OUT/check.json"
+    --hidden-size 128 --dtype float32,float64 --grad --json "$OUT/check.json"
 
 # --- 3. DeepBench sizes (--input-size hidden: input = hidden, as DeepBench runs them) --------
 COMMON=(--device cuda --backends "$BACKENDS" --input-size hidden --min-time 0.3 --min-rounds 5
         --warmup 0.1 --timeout 40 --plain)
-run_step deepbench-rnn 70 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell rnn \
-    --seq-len 50 --batch 16,64 --hidden-size 1760,2560 --out "$OUT/deepbench-rnn.json"
+run_step deepbench-rnn 90 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell rnn \
+    --mode inference,training --seq-len 50 --batch 16,64 --hidden-size 1760,2560 --out "$OUT/deepbench-rnn.json"
 run_step deepbench-lstm-T25 70 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell lstm \
     --seq-len 25 --batch 1,4 --hidden-size 512,1024,2048 --out "$OUT/deepbench-lstm.json"
 run_step deepbench-lstm-T50 35 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell lstm \
     --seq-len 50 --batch 1,4 --hidden-size 1536 --out "$OUT/deepbench-lstm.json"
-run_step deepbench-gru 80 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell gru \
+run_step deepbench-gru 70 "$LOG" "$PY" -m rnnbench bench "${COMMON[@]}" --cell gru \
     --seq-len 375 --batch 1,4 --hidden-size 1536,2048,2560 --out "$OUT/deepbench-gru.json"
 
 # --- 4. small-batch latency sweep ------------------------------------------------------------
-run_step latency 60 "$LOG" "$PY" -m rnnbench bench --device cuda --backends "$BACKENDS" \
+run_step latency 50 "$LOG" "$PY" -m rnnbench bench --device cuda --backends "$BACKENDS" \
     --cell rnn,lstm,gru --batch 1 --seq-len 100 --input-size 32 --hidden-size 32,256 \
     --min-time 0.2 --warmup 0.1 --timeout 30 --plain --out "$OUT/latency.json"
 
