@@ -98,7 +98,26 @@ def check_inputs(
     spec: RNNSpec, x: Any, h0: Any, dtype: Any
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
     """Validate and cast an input and an initial state for ``spec``. The state comes back as a
-    tuple in ``spec.state_names`` order ((h0,) or (h0, c0)), or None for zeros."""
+    tuple in ``spec.state_names`` order ((h0,) or (h0, c0)), or None for zeros.
+
+    ``x`` is cast to the cell's ``dtype``: a float64 ``x`` given to a float32 cell is rounded
+    to float32 (the cell computes in float32; that is what a float32 layer of any library
+    does), and a float32 ``x`` given to a float64 cell is widened exactly. An array in float16
+    or bfloat16 (it has already lost most of its digits) or of integers (seldom what was meant)
+    is refused with a DTypeError; nested Python lists of numbers are read as numbers."""
+    from rnnbench.errors import DTypeError
+
+    source = str(getattr(x, "dtype", "")).lower()
+    kind = next((k for k in ("bfloat16", "float16", "half", "int", "bool") if k in source), None)
+    if kind is not None:
+        raise DTypeError(
+            f"x has dtype {getattr(x, 'dtype', '')}; rnnbench takes x in float32 or float64 "
+            f"(this cell computes in {resolve_dtype(dtype)})",
+            "cast it first, e.g. x.astype(np.float32) (torch: x.float()), knowing that a "
+            "float16/bfloat16 x has already lost digits the reference would compare"
+            if kind in ("bfloat16", "float16", "half")
+            else "cast it first, e.g. x.astype(np.float32), if its values are meant as numbers",
+        )
     arr = float_array("x", x, dtype)
     if arr.ndim != 3:
         raise ShapeError(

@@ -15,6 +15,7 @@ from rnnbench.cell import RNNCell, check_inputs
 from rnnbench.errors import BackendUnavailableError, RNNBenchError, ToleranceError
 from rnnbench.gradients import reference_vjp
 from rnnbench.padding import as_written, check_padding
+from rnnbench.process import strip_ansi
 from rnnbench.reference import reference_forward
 from rnnbench.registry import backend_info, get_backend, list_backends
 from rnnbench.tolerances import (
@@ -31,6 +32,11 @@ from rnnbench.weights import RNNWeights
 # masked_output in 1.2; the rows the grad_* fields in 1.3. Older files read as before (no
 # padding, no gradients).
 SCHEMA = "rnnbench.check/1.3"
+
+
+class NothingComparedError(ToleranceError):
+    """``assert_close()`` of a comparison in which every backend was skipped: nothing was
+    verified, which must never pass for agreement."""
 
 
 @dataclass
@@ -88,6 +94,17 @@ class CompareResult:
             r.status in ("pass", "skipped") and r.grad_status in (None, "pass", "skipped")
             for r in self.rows
         )
+
+    @property
+    def compared(self) -> bool:
+        """At least one backend ran and was measured against the reference (pass or fail);
+        False when every row was skipped (e.g. device="cuda" without a GPU) or there were no
+        backends at all: then nothing was verified."""
+        return any(r.status in ("pass", "fail") for r in self.rows)
+
+    def skip_reasons(self) -> list[str]:
+        """``backend (dtype): reason`` of every skipped row."""
+        return [f"{r.backend} ({r.dtype}): {r.reason}" for r in self.rows if r.status == "skipped"]
 
     @property
     def has_gradients(self) -> bool:
@@ -205,6 +222,18 @@ class CompareResult:
                 f"{len(set(map(id, failed + grad_failed)))} backend(s) differ from the float64 "
                 f"reference:\n{self}\n{details}",
                 "see the first bad step; a layout bug shows at t=0, drift grows with t",
+            )
+        if not self.compared:
+            reasons = self.skip_reasons()
+            raise NothingComparedError(
+                f"nothing was compared for {self.case}: "
+                + (
+                    "every backend was skipped:\n" + "\n".join(f"- {r}" for r in reasons)
+                    if reasons
+                    else "no backend (or no dtype) was given"
+                ),
+                "run on backends and a device that can run here (`rnnbench list` shows them); "
+                "a comparison that verified nothing does not pass",
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,11 +379,12 @@ def compare(
                 expected = as_written(ref_y, padding, row.masked_output or "zero")
                 found = measure(y, h_n, expected, ref_h, tol, ages)
             except BackendUnavailableError as exc:
-                row.status, row.reason = "skipped", str(exc).split("\nHint:")[0]
+                row.status, row.reason = "skipped", strip_ansi(str(exc).split("\nHint:")[0])
                 rows.append(row)
                 continue
             except Exception as exc:
-                row.status, row.reason = "error", f"{type(exc).__name__}: {exc}".split("\n")[0]
+                reason = strip_ansi(f"{type(exc).__name__}: {exc}")
+                row.status, row.reason = "error", reason.split("\n")[0]
                 rows.append(row)
                 continue
             passed = found.pop("passed")
@@ -453,11 +483,11 @@ class _GradCase:
                 **pad_args,
             )
         except BackendUnavailableError as exc:
-            row.grad_status, row.grad_reason = "skipped", str(exc).split("\nHint:")[0]
+            row.grad_status, row.grad_reason = "skipped", strip_ansi(str(exc).split("\nHint:")[0])
             return
         except Exception as exc:
             row.grad_status = "error"
-            row.grad_reason = f"{type(exc).__name__}: {exc}".split("\n")[0]
+            row.grad_reason = strip_ansi(f"{type(exc).__name__}: {exc}").split("\n")[0]
             return
         tol = self.tolerance(written, dtype)
         row.grad_tolerance = tol.describe()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,39 @@ _PASS_THROUGH: dict[str, type[RNNBenchError]] = {
 }
 
 
+# Terminal control sequences (colours, bold, cursor moves) some libraries put in their messages
+# and logs: CSI ("ESC [" ... final byte), OSC ("ESC ]" ... BEL or ESC \\) and the short ones
+# (ESC, intermediate bytes, a final byte: "ESC ( B", "ESC 7").
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences, for quoting a library's message in a table,
+    a JSON file or an error (where the raw bytes would show as garbage)."""
+    return _ANSI.sub("", text)
+
+
+def describe_exit(code: int | None) -> str:
+    """How a process ended, in words: 'exited with code 1', 'killed by signal SIGKILL (9): ...'."""
+    if code is None:
+        return "still running"
+    if code >= 0:
+        return f"exited with code {code}"
+    number = -code
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    why = {
+        "SIGKILL": ": stopped from outside, most often by the out-of-memory killer (the case "
+        "needed more memory than the machine had)",
+        "SIGSEGV": ": a crash in native code",
+        "SIGABRT": ": the library aborted (a failed internal check)",
+        "SIGBUS": ": a crash in native code (or a memory-mapped file went away)",
+    }.get(name, "")
+    return f"killed by signal {name} ({number}){why}"
+
+
 def _worker_env(env: Mapping[str, str]) -> dict[str, str]:
     merged = dict(os.environ)
     merged.update(env)
@@ -91,8 +126,23 @@ class Worker:
 
     def stderr_tail(self, lines: int = 15) -> str:
         self._stderr.seek(0)
-        text = self._stderr.read().decode(errors="replace")
+        text = strip_ansi(self._stderr.read().decode(errors="replace"))
         return "\n".join(text.strip().splitlines()[-lines:])
+
+    def death_message(self, op: Any) -> str:
+        """Why the worker is gone, and what it said on the way (or that it said nothing)."""
+        code = self.proc.returncode
+        how = f": {describe_exit(code)}" if code is not None and code < 0 else ""
+        tail = self.stderr_tail()
+        said = (
+            f" Last lines of its stderr:\n{tail}"
+            if tail
+            else " It wrote nothing to stderr (a process killed from outside has no chance to)."
+        )
+        return (
+            f"backend {self.name!r}: its worker process died (exit code {code}) during "
+            f"{op!r}{how}.{said}"
+        )
 
     def request(
         self,
@@ -113,18 +163,22 @@ class Worker:
                     "raise the timeout, or use a smaller case",
                 ) from exc
             except (wire.WireClosed, BrokenPipeError, OSError) as exc:
-                code = self.proc.wait()
+                self.proc.wait()
                 raise BackendRuntimeError(
-                    f"backend {self.name!r}: its worker process died (exit code {code}) during "
-                    f"{header.get('op')!r}. Last lines of its stderr:\n{self.stderr_tail()}",
-                    "out of memory shows as exit code -9; run the backend alone to see more",
+                    self.death_message(header.get("op")),
+                    "if memory ran out, use a smaller case; run the backend alone "
+                    "(--backends NAME) to see more",
                 ) from exc
         if not reply.get("ok"):
             cls = _PASS_THROUGH.get(reply.get("error_type", ""), BackendRuntimeError)
             message = f"backend {self.name!r} (in its worker process): {reply.get('message')}"
             if cls is BackendRuntimeError:
                 message += f"\n--- worker traceback ---\n{reply.get('traceback', '').rstrip()}"
-            raise cls(message.split("\nHint: ")[0], reply.get("hint"))
+            hint = reply.get("hint")
+            raise cls(
+                strip_ansi(message.split("\nHint: ")[0]),
+                strip_ansi(hint) if isinstance(hint, str) else hint,
+            )
         return reply, out
 
     def call(
@@ -224,12 +278,18 @@ class ProcessCell:
     def _ensure_worker(self) -> None:
         if not self._worker.alive:
             raise BackendRuntimeError(
-                f"backend {self.name!r}: its worker process is gone (exit code "
-                f"{self._worker.proc.returncode})",
+                f"backend {self.name!r}: its worker process is gone "
+                f"({describe_exit(self._worker.proc.returncode)})",
                 "get a new cell with rnnbench.get_backend",
             )
 
     def load(self, weights: RNNWeights) -> None:
+        if not isinstance(weights, RNNWeights):
+            raise SpecError(
+                f"load() takes RNNWeights, got {type(weights).__name__}",
+                "convert first, e.g. RNNWeights.from_torch(state_dict), or build them with "
+                "RNNWeights.random(spec) or RNNWeights.load(path)",
+            )
         self._ensure_worker()
         weights = weights.astype(self.dtype)
         self._worker.request(

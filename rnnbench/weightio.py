@@ -8,9 +8,7 @@ dependencies; the test suite checks the files against the ``safetensors`` packag
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zipfile
 from os import PathLike
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rnnbench.errors import WeightFileError
+from rnnbench.fileio import atomic_path
 from rnnbench.spec import RNNSpec
 
 if TYPE_CHECKING:
@@ -43,29 +42,35 @@ def _suffix(path: Path) -> str:
 
 
 def save(weights: RNNWeights, path: str | PathLike[str]) -> None:
-    """Write atomically (a temporary file renamed into place), so a failure leaves no half file."""
+    """Write atomically (a temporary file renamed into place), so a failure leaves no half file;
+    the file gets the umask's mode, as ``open(path, "w")`` would give it."""
     target = Path(path)
     suffix = _suffix(target)
+    if target.is_dir():
+        raise WeightFileError(
+            f"{target} is a folder, not a weight file name", f"give a file name, e.g. w{suffix}"
+        )
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise WeightFileError(f"folder {folder} does not exist", "create it first")
     arrays = weights.arrays()
     spec_json = weights.spec.to_json()
-    fd, tmp_name = tempfile.mkstemp(prefix=".rnnbench-", suffix=suffix, dir=target.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target, suffix) as tmp:
         if suffix == ".npz":
             meta = {SPEC_KEY: np.array(spec_json), FORMAT_KEY: np.array(FORMAT_VERSION)}
             with open(tmp, "wb") as fh:
                 np.savez(fh, **meta, **arrays)  # type: ignore[arg-type]
         else:
             write_safetensors(tmp, arrays, {SPEC_KEY: spec_json, FORMAT_KEY: FORMAT_VERSION})
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load(path: str | PathLike[str]) -> tuple[RNNSpec, dict[str, np.ndarray]]:
     source = Path(path)
     suffix = _suffix(source)
+    if source.is_dir():
+        raise WeightFileError(
+            f"{source} is a folder, not a weight file", "give the weight file itself"
+        )
     if not source.is_file():
         raise WeightFileError(
             f"weight file {source} does not exist", "check the path (and the working directory)"

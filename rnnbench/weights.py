@@ -125,6 +125,16 @@ class RNNWeights:
         ``recurrent_norm`` rescales every ``w_hh`` to that spectral norm (largest singular
         value): < 1 is contractive, 1 near-orthogonal in scale, > 1 expansive.
         """
+        if not isinstance(spec, RNNSpec):
+            raise SpecError(
+                f"RNNWeights.random takes an RNNSpec, got {type(spec).__name__}",
+                "build one with rnnbench.RNNSpec(input_size=..., hidden_size=...)"
+                + (", or RNNSpec.from_dict(d) from a dict" if isinstance(spec, dict) else ""),
+            )
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise SpecError(
+                f"seed must be a whole number >= 0, got {seed!r}", "e.g. seed=0 (NumPy's rule)"
+            )
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(spec.hidden_size)
         gh = spec.gates * spec.hidden_size
@@ -183,7 +193,30 @@ class RNNWeights:
                 yield k, d, dw
 
     def __getitem__(self, index: tuple[int, int]) -> DirectionWeights:
-        layer, direction = index
+        """``weights[layer, direction]``: direction 0 is forward, 1 reverse (bidirectional)."""
+        spec = self.spec
+        valid = f"layer 0..{spec.num_layers - 1}, direction " + (
+            "0 (forward) or 1 (reverse)" if spec.bidirectional else "0 (forward)"
+        )
+        if not (
+            isinstance(index, tuple)
+            and len(index) == 2
+            and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index)
+        ):
+            raise LayoutError(
+                f"weights[{index!r}]: index with two whole numbers, weights[layer, direction]",
+                f"this {spec.describe()} has {valid}",
+            )
+        layer, direction = (int(i) for i in index)
+        if not (
+            -spec.num_layers <= layer < spec.num_layers
+            and -spec.num_directions <= direction < spec.num_directions
+        ):
+            raise LayoutError(
+                f"weights[{layer}, {direction}] is out of range: the spec has "
+                f"{spec.num_layers} layer(s) of {spec.num_directions} direction(s)",
+                f"use {valid}",
+            )
         return self.layers[layer][direction]
 
     def astype(self, dtype: Any) -> RNNWeights:

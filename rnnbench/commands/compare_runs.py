@@ -26,13 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.05,
         help="significance level of the Mann-Whitney U test (default 0.05)",
     )
-    parser.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the comparison as JSON (never over OLD, NEW or a file of another kind)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from rnnbench.errors import RNNBenchError
+    from rnnbench.fileio import atomic_write_text, check_input_file, check_output_file
     from rnnbench.report.model import machine_label
     from rnnbench.report.plots import fmt_time
     from rnnbench.report.results import load_bench
@@ -42,6 +47,16 @@ def run(args: argparse.Namespace) -> int:
         raise RNNBenchError(
             f"--threshold {args.threshold} / --alpha {args.alpha} out of range",
             "use a threshold >= 0 (0.05 = 5%) and an alpha between 0 and 1",
+        )
+    for path in (args.old, args.new):
+        check_input_file(path, what="bench results file")
+    if args.json is not None:
+        check_output_file(
+            args.json,
+            flag="--json",
+            kinds=("rnnbench.compare/",),
+            inputs=(args.old, args.new),
+            what="comparison",
         )
     old, new = load_bench(args.old), load_bench(args.new)
     for f in (old, new):
@@ -76,19 +91,15 @@ def run(args: argparse.Namespace) -> int:
         + f" (threshold {args.threshold:.0%}, alpha {args.alpha})"
     )
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "schema": "rnnbench.compare/1",
-                    "old": args.old,
-                    "new": args.new,
-                    "threshold": args.threshold,
-                    "alpha": args.alpha,
-                    "cases": as_dicts(rows),
-                },
-                fh,
-                indent=2,
-            )
+        record = {
+            "schema": "rnnbench.compare/1",
+            "old": args.old,
+            "new": args.new,
+            "threshold": args.threshold,
+            "alpha": args.alpha,
+            "cases": as_dicts(rows),
+        }
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n", make_folder=True)
     regressions = [r for r in rows if r.verdict in REGRESSIONS]
     if regressions:
         print(f"{len(regressions)} regression(s): slower beyond the threshold, or newly failing")

@@ -24,7 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnbench.fileio import check_input_file, check_output_folder
     from rnnbench.report.build import write_report
+
+    # Before any work: every input a readable file, the output folder one that can be written.
+    for path in args.files:
+        check_input_file(path, what="results file")
+    check_output_folder(args.out, flag="-o", inputs=args.files)
 
     written = write_report(args.files, args.out, figures=not args.no_figures)
     page = written["html"].resolve()

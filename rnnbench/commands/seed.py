@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from rnnbench.commands.common import add_backend_option
+from rnnbench.commands.common import add_backend_option, positive_float
 
 HELP = "replay the seed TF1 notebook (graph seed 35) and run every backend on its weights"
 
@@ -26,7 +25,7 @@ REPLAY_TARGET = "rnnbench.backends.tf1_backend:replay_seed"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_backend_option(parser)
+    add_backend_option(parser, look_up=False)  # run() looks them up, before the replay
     parser.add_argument(
         "--notebook",
         metavar="JSON",
@@ -35,19 +34,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=300.0,
         help="seconds to wait for the tf1 worker's replay (TensorFlow's import is slow)",
     )
 
 
+# What a seed record holds (rnnbench/data/seed_notebook.json): the numbers the replay and the
+# seed table read, and the names they check.
+NOTEBOOK_ARRAYS = ("input", "kernel", "bias", "output", "final_state")
+NOTEBOOK_FIELDS = ("graph_seed", "num_units", "kernel_name", "bias_name", *NOTEBOOK_ARRAYS)
+
+
 def load_notebook(path: str | None = None) -> dict[str, Any]:
+    """The seed record: the shipped one, or the JSON file at ``path``, refused with a clear
+    error when it is missing, a folder, empty, not JSON or not a seed record."""
     if path is None:
         text = resources.files("rnnbench").joinpath("data/seed_notebook.json").read_text()
+        data: Any = json.loads(text)
     else:
-        text = Path(path).read_text()
-    data: dict[str, Any] = json.loads(text)
-    return data
+        from rnnbench.fileio import read_json_file
+
+        data = read_json_file(path, what="seed notebook record (JSON)")
+    check_notebook(data, path or "rnnbench/data/seed_notebook.json")
+    return dict(data)
+
+
+def check_notebook(data: Any, where: str) -> None:
+    """Refuse a JSON document that is not a seed record, naming what it lacks."""
+    import numpy as np
+
+    from rnnbench.errors import SpecError
+
+    hint = (
+        "give a record shaped as rnnbench/data/seed_notebook.json (graph_seed, num_units, "
+        "kernel_name, bias_name, input, kernel, bias, output, final_state), or leave "
+        "--notebook out to use the shipped one"
+    )
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{where}: is not a seed notebook record (the top level is a "
+            f"{type(data).__name__}, not an object)",
+            hint,
+        )
+    missing = [key for key in NOTEBOOK_FIELDS if key not in data]
+    if missing:
+        found = f" (it is a {data['schema']} file)" if isinstance(data.get("schema"), str) else ""
+        raise SpecError(
+            f"{where}: is not a seed notebook record{found}: it lacks {', '.join(missing)}", hint
+        )
+    for key in ("graph_seed", "num_units"):
+        if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 1:
+            raise SpecError(f"{where}: {key} is {data[key]!r}, not a whole number >= 1", hint)
+    for key in NOTEBOOK_ARRAYS:
+        try:
+            arr = np.asarray(data[key], np.float64)
+        except (TypeError, ValueError):
+            raise SpecError(f"{where}: {key} is not an array of numbers", hint) from None
+        if arr.size == 0 or not np.isfinite(arr).all():
+            raise SpecError(f"{where}: {key} is empty or holds non-finite numbers", hint)
+    x = np.asarray(data["input"], np.float64)
+    units = data["num_units"]
+    shapes = {key: np.shape(data[key]) for key in NOTEBOOK_ARRAYS}
+    if x.ndim != 3 or shapes != {
+        "input": x.shape,
+        "kernel": (x.shape[-1] + units, units),
+        "bias": (units,),
+        "output": (*x.shape[:2], units),
+        "final_state": (x.shape[0], units),
+    }:
+        raise SpecError(
+            f"{where}: the shapes {shapes} do not fit num_units N = {units} (need input "
+            "(batch, time, I), kernel (I + N, N), bias (N,), output (batch, time, N), "
+            "final_state (batch, N))",
+            hint,
+        )
 
 
 def _array(text: str, values: Any) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rnnbench import fileio
 from rnnbench.errors import BackendUnavailableError, LayoutError, WeightFileError
 from rnnbench.weights import RNNWeights
 
@@ -17,21 +16,20 @@ from rnnbench.weights import RNNWeights
 @contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path next to ``target``, renamed onto it if the block succeeds and removed
-    if it fails: readers never see a half-written file."""
+    if it fails: readers never see a half-written file (:func:`rnnbench.fileio.atomic_path`:
+    fsynced, with the umask's mode)."""
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise WeightFileError(f"folder {parent} does not exist", "create it first")
-    fd, name = tempfile.mkstemp(prefix=".rnnbench-", suffix=suffix, dir=parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    if target.is_dir():
+        raise WeightFileError(f"{target} is a folder, not a file name", "give a file name")
+    with fileio.atomic_path(target, suffix) as tmp:
         yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def require_file(path: Path) -> None:
+    if path.is_dir():
+        raise WeightFileError(f"{path} is a folder, not a weight file", "give the file itself")
     if not path.is_file():
         raise WeightFileError(
             f"{path} does not exist", "check the path (and the working directory)"

@@ -19,7 +19,9 @@ layer class in snake case, numbered per class in model order (not the layers' ow
 The cell is read from the group name (or, inside a Bidirectional wrapper, the cell group's
 ``name`` attribute) and checked against the recurrent kernel's shape (H, G * H); a GRU's formula
 from its bias' shape. A GRU without bias shows neither: ``reset_after`` must then be given.
-The file does not record the SimpleRNN's activation (``--nonlinearity``). It holds one bias per
+The file does not record the SimpleRNN's activation: a relu model's file reads as tanh unless
+``nonlinearity="relu"`` (``--nonlinearity relu``) is given, and reading a SimpleRNN without it
+warns so (a ``UserWarning``; ``rnnbench convert`` prints it as a note). It holds one bias per
 direction (their sum), except a reset-after GRU's two. The test suite loads every file written
 here with Keras' ``load_weights`` and checks the output, so a Keras change to this tree fails
 the tests.
@@ -28,6 +30,7 @@ the tests.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +198,14 @@ def read(
     kwargs: dict[str, Any] = {"bidirectional": bidirectional, "cell": cell}
     if cell == "rnn":
         kwargs["nonlinearity"] = nonlinearity or "tanh"
+        if nonlinearity is None:
+            warnings.warn(
+                f"{path}: a Keras weights file does not record a SimpleRNN's activation: read "
+                "as tanh (Keras' default); if the model used activation='relu', read it with "
+                '--nonlinearity relu (nonlinearity="relu" in Python)',
+                UserWarning,
+                stacklevel=2,
+            )
     if cell == "gru":
         kwargs["reset_after"] = formulas.pop()
     try:
