@@ -38,22 +38,28 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 # The main job: replay the seed notebook, check every backend against float64 for every cell
-# (rnn, lstm, gru and the reset-before gru: one table each), a small benchmark of every backend
-# over the rnn, lstm and gru cells, then a report of both, grouped by cell. A failed check does
+# (rnn, lstm, gru and the reset-before gru: one table each, and one of its gradients), a small
+# benchmark of every backend over the rnn, lstm and gru cells and one training case, then a
+# report of both, grouped by cell. A failed check does
 # not stop the demo before the report (the report shows it), but the demo exits non-zero. The
 # cells multiply the work, so the sizes are small (one hidden size, two sequence lengths) to
 # keep it within a few minutes on two cores.
 DEMO_CASE := --batch 4 --seq-len 50 --input-size 16 --hidden-size 32 --layers 2 --bidirectional
 DEMO_BENCH := --cell rnn,lstm,gru --batch 16 --seq-len 25,100 --input-size 64 --hidden-size 64 \
 	--min-time 0.15 --warmup 0.1
+# One training case (forward + backward) beside its inference case, resumed into the same file:
+# the inference case is already there, so only the training step runs on each backend.
+DEMO_TRAIN := --cell lstm --mode inference,training --batch 16 --seq-len 25 --input-size 64 \
+	--hidden-size 64 --min-time 0.15 --warmup 0.1
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
 	rm -f $(DEMO_DIR)/bench.json
 	$(PY) -m rnnbench seed
 	@rc=0; \
-	$(PY) -m rnnbench check $(DEMO_CASE) --cell all --h0 --dtype float32,float64 --json $(DEMO_DIR)/check.json || rc=$$?; \
+	$(PY) -m rnnbench check $(DEMO_CASE) --cell all --h0 --grad --dtype float32,float64 --json $(DEMO_DIR)/check.json || rc=$$?; \
 	$(PY) -m rnnbench bench $(DEMO_BENCH) --out $(DEMO_DIR)/bench.json || rc=$$?; \
+	$(PY) -m rnnbench bench $(DEMO_TRAIN) --out $(DEMO_DIR)/bench.json || rc=$$?; \
 	$(PY) -m rnnbench report $(DEMO_DIR)/bench.json $(DEMO_DIR)/check.json -o $(DEMO_DIR)/report || rc=$$?; \
 	exit $$rc
 

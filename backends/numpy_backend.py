@@ -61,3 +61,8 @@ class NumpyCell(BaseCell):
 
     def path(self) -> str:
         return "numpy-loop (input projection hoisted into one GEMM)"
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out["backward_path"] = "the reference's hand-written BPTT (rnnbench.gradients), numpy loop"
+        return out

@@ -529,6 +529,11 @@ class TF1Cell(BaseCell):
         out["cell_class"] = self.cell_class()
         out["synchronize"] = "session.run returns host arrays (the copy is the sync)"
         out["graphs_built"] = self._graphs_built
+        bidirectional = self._spec is not None and self._spec.bidirectional
+        loop = "bidirectional_dynamic_rnn" if bidirectional else "dynamic_rnn"
+        out["backward_path"] = (
+            f"tf.gradients of the {loop} graph, one session.run with the forward (host arrays)"
+        )
         return out
 
     def __del__(self) -> None:

@@ -1,7 +1,8 @@
 """pytest-benchmark suite of rnnbench (``pytest benchmarks --benchmark-json out.json``).
 
-It times the same prepared calls as ``rnnbench bench`` (``run`` + ``synchronize`` on an input
-already on the device; the first call and warm-up rounds outside the timer), but in the pytest
+It times the same prepared calls as ``rnnbench bench --mode inference,training`` (``run`` +
+``synchronize`` on an input already on the device, and the training step ``run_vjp`` +
+``synchronize``; the first call and warm-up rounds outside the timer), but in the pytest
 process: backends that need a process-wide setting (keras*, tf1) run only when this process
 already has it, e.g. ``KERAS_BACKEND=jax pytest benchmarks --bench-backends keras-jax``;
 otherwise they are skipped with that command as the reason. ``rnnbench bench`` runs them all,

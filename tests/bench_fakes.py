@@ -6,7 +6,9 @@ worker process (the repo root is on its PYTHONPATH). Its variants misbehave on t
 the way a real backend without that formula does (torch). ``NoLengthsCell`` is a backend not
 wired for padding (the two-argument ``prepare``, ``takes_lengths`` False); ``LateLengthsCell``
 says it takes lengths but its ``prepare`` refuses them (as a library that cannot pad some
-layer would)."""
+layer would). For training cases: ``NoGradsCell`` computes no gradients (``computes_gradients``
+False), ``LateGradsCell`` says it does but its ``prepare_vjp`` refuses (as a backend whose
+gradients are not wired up yet), and ``NanGradsCell`` returns a gradient holding a NaN."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 from rnnbench.backends.numpy_backend import NumpyCell
 
-from rnnbench.errors import UnsupportedPaddingError
+from rnnbench.errors import BackendUnavailableError, UnsupportedPaddingError
+from rnnbench.gradients import Grads
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
 
@@ -74,3 +77,27 @@ class LateLengthsCell(NumpyCell):
                 "time it on full-length batches",
             )
         return super().prepare(x, h0)
+
+
+class NoGradsCell(NumpyCell):
+    name = "bench-no-grads"
+    computes_gradients = False
+
+
+class LateGradsCell(NumpyCell):
+    name = "bench-late-grads"
+
+    def prepare_vjp(self, *args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailableError(
+            "backend 'bench-late-grads' does not compute gradients", "time its inference"
+        )
+
+
+class NanGradsCell(NumpyCell):
+    name = "bench-nan-grads"
+
+    def fetch_vjp(self, result: Any) -> Grads:
+        grads = super().fetch_vjp(result)
+        grads.dx = grads.dx.copy()
+        grads.dx[0, -1, 0] = np.nan
+        return grads

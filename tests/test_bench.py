@@ -249,7 +249,7 @@ def test_sweep_over_cells_and_resume(tmp_path: Path, refusing_backend: str) -> N
     summary = quiet_run(config)
     assert summary.exit_code() == 0
     data = json.loads(out.read_text())
-    assert data["schema"] == SCHEMA == "rnnbench.bench/1.2"
+    assert data["schema"] == SCHEMA == "rnnbench.bench/1.3"
     got = {(r["backend"], r["cell"], r["reset_after"]): r for r in data["results"]}
     assert len(got) == 8
     for (backend, cell, reset_after), rec in got.items():
@@ -330,7 +330,7 @@ def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
     )
     # a newer minor is not resumed: its key may hold fields this version does not know
     out.write_text(json.dumps({**old, "schema": "rnnbench.bench/1.9"}))
-    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.2"):
+    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.3"):
         ResultsFile(out)
 
 
@@ -596,3 +596,162 @@ def test_check_cell_default_and_usage_errors(
                  "relu", "--seq-len", "5", "--json", str(out)]) == 0  # fmt: skip
     specs = [c["spec"] for c in json.loads(out.read_text())["checks"]]
     assert [(s["cell"], s["nonlinearity"]) for s in specs] == [("rnn", "relu"), ("lstm", "tanh")]
+
+
+# --- training: --mode -------------------------------------------------------------------------
+
+
+def test_mode_is_part_of_the_key_and_counts_3x_flops() -> None:
+    from rnnbench.bench.table import format_table
+
+    assert "mode" in KEY_FIELDS and "mode" in RESULT_FIELDS
+    args = ("numpy", "hoisted", "cpu", "float32", 8, 10, 3, 4)
+    infer, train = BenchCase(*args, cell="lstm"), BenchCase(*args, cell="lstm", mode="training")
+    assert infer.mode == "inference" and infer.key() != train.key()
+    # each product's backward is two products of its size: 3x the forward, elementwise not
+    assert infer.flops == infer.forward_flops == 2 * 8 * 10 * (3 + 4) * 4 * 4
+    assert train.flops == 3 * train.forward_flops == 3 * infer.flops
+    assert train.label().endswith(" training") and "inference" not in infer.label()
+    # a record written before modes is an inference case
+    old = {k: v for k, v in infer.to_dict().items() if k != "mode"}
+    assert key_of(old) == infer.key() != key_of({**old, "mode": "training"})
+    with pytest.raises(rb.SpecError, match="unknown mode 'train'"):
+        BenchCase(*args, mode="train")
+    # the mode varies fastest: inference and training of one shape run one after the other
+    cases = expand_cases(
+        [("numpy", "hoisted")], device="cpu", dtypes=["float32"], batches=[2], seq_lens=[5],
+        input_sizes=[3], hidden_sizes=[4], lengths=["full", "ragged"],
+        modes=["inference", "training"],
+    )  # fmt: skip
+    assert [(c.lengths, c.mode) for c in cases] == [
+        ("full", "inference"), ("full", "training"), ("ragged", "inference"),
+        ("ragged", "training"),
+    ]  # fmt: skip
+    # the table gets a mode column once a file holds a training case
+    records = [{**c.to_dict(), "status": "ok", "median_s": 1e-3, "gflops": 1.0} for c in cases]
+    assert format_table({"results": records}).splitlines()[0].split()[:6] == [
+        "backend", "variant", "dev", "cell", "mode", "B"
+    ]  # fmt: skip
+    assert "mode" not in format_table({"results": records[:1]}).splitlines()[0].split()
+
+
+def test_a_1_2_file_resumes_as_inference(tmp_path: Path) -> None:
+    case = BenchCase("numpy", "hoisted", "cpu", "float32", 2, 5, 3, 4)
+    old = {k: v for k, v in case.to_dict().items() if k != "mode"}
+    old.update(status="ok", median_s=1e-3, samples=[1e-3], flops=case.flops)
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps({"schema": "rnnbench.bench/1.2", "results": [old]}))
+    file = ResultsFile(out)
+    assert file.data["schema"] == SCHEMA == "rnnbench.bench/1.3"
+    record = file.results[0]
+    assert record["mode"] == "inference" and record["forward_flops"] == case.flops
+    training = BenchCase("numpy", "hoisted", "cpu", "float32", 2, 5, 3, 4, mode="training")
+    assert file.is_done(case) and not file.is_done(training)
+    file.save()
+    assert json.loads(out.read_text())["schema"] == "rnnbench.bench/1.3"
+
+
+@pytest.fixture
+def no_grads_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    info = rb.BackendInfo("bench-no-grads", "tests.bench_fakes:NoGradsCell")
+    monkeypatch.setitem(registry._load_registry(), info.name, info)
+    return info.name
+
+
+def test_training_run_and_refusal(tmp_path: Path, no_grads_backend: str) -> None:
+    """numpy times the forward and the training step of a full and a ragged batch, its
+    gradients finite, at 3x the FLOPs; a backend without gradients is skipped with the reason
+    for its training cases only, and the run succeeds."""
+    out = tmp_path / "training.json"
+    config = BenchConfig(
+        backends=["numpy", no_grads_backend],
+        out=str(out),
+        lengths=["full", "ragged"],
+        modes=["inference", "training"],
+        peak=False,
+        **{**TINY, "batches": [4]},
+        **{**FAST, "min_time": 0.01},
+    )
+    summary = quiet_run(config)
+    assert summary.exit_code() == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == SCHEMA
+    got = {(r["backend"], r["lengths"], r["mode"]): r for r in data["results"]}
+    assert list(got) == [
+        (b, lengths, mode)
+        for b in config.backends
+        for lengths in ("full", "ragged")
+        for mode in ("inference", "training")
+    ]
+    for (backend, _, mode), rec in got.items():
+        assert set(RESULT_FIELDS) <= set(rec), set(RESULT_FIELDS) - set(rec)
+        forward = rb.RNNSpec(3, 4).flops(4, 5)
+        assert rec["forward_flops"] == forward
+        assert rec["flops"] == (3 * forward if mode == "training" else forward)
+        if backend == no_grads_backend and mode == "training":
+            assert rec["status"] == "skipped" and rec["median_s"] is None
+            assert "backend 'bench-no-grads' does not compute gradients" in rec["error"]
+            continue
+        assert rec["status"] == "ok", rec["error"]
+        assert rec["output_finite"] is True and rec["rounds"] >= 3
+        assert rec["gflops"] == pytest.approx(rec["flops"] / rec["median_s"] / 1e9)
+        if mode == "training":
+            # the first run_vjp call is the compile time; the backward path is recorded
+            assert rec["compile_s"] > 0 and rec["compile_detail"]["compile_call_s"] is None
+            assert rec["backward_path"]
+        else:
+            assert "backward_path" not in rec
+    # the ragged training case drew the same lengths as the ragged inference case
+    ragged = [got["numpy", "ragged", m] for m in ("inference", "training")]
+    assert ragged[0]["lengths_mean"] == ragged[1]["lengths_mean"] < 5
+
+
+def test_training_in_the_worker_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, the worker's functions: a training case's cotangents are seeded and of unit
+    norm, a gradient holding NaN is reported as not finite, and a backend whose prepare_vjp
+    refuses raises the error the runner records as "skipped"."""
+    from rnnbench.bench import jobs
+
+    spec = rb.RNNSpec(3, 4, cell="lstm")
+    dy, (dh, dc) = jobs.cotangents(spec, 2, 5, "float32", seed=0)
+    assert dy.shape == (2, 5, 4) and dh.shape == dc.shape == (1, 2, 4)
+    assert all(abs(float(np.linalg.norm(a)) - 1) < 0.5 for a in (dy, dh, dc))
+    assert np.array_equal(dy, jobs.cotangents(spec, 2, 5, "float32", seed=0)[0])
+    kwargs = dict(arrays=None, device="cpu", dtype="float32", variant="hoisted",
+                  spec=spec.to_dict(), batch=2, seq_len=5, mode="training")  # fmt: skip
+    for name, cls in (("bench-nan-grads", "NanGradsCell"), ("bench-late-grads", "LateGradsCell")):
+        info = rb.BackendInfo(name, f"tests.bench_fakes:{cls}")
+        monkeypatch.setitem(registry._load_registry(), name, info)
+    try:
+        jobs.setup(**kwargs, backend="numpy")
+        jobs.measure(None, budget_s=0.0, min_rounds=1, max_rounds=1)
+        assert jobs.teardown(None)[0]["output_finite"] is True
+        jobs.setup(**kwargs, backend="bench-nan-grads")
+        assert jobs.teardown(None)[0]["output_finite"] is False
+        with pytest.raises(rb.BackendUnavailableError, match="does not compute gradients"):
+            jobs.setup(**kwargs, backend="bench-late-grads")
+    finally:
+        jobs.teardown(None)
+
+
+def test_bench_cli_mode(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rnnbench.bench as bench_pkg
+
+    seen: list[BenchConfig] = []
+
+    def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
+        seen.append(config)
+        return rb.bench.BenchSummary(None, [{"status": "ok"}])
+
+    monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+    assert main(["bench", "--backends", "numpy", "--plain"]) == 0
+    assert list(seen[0].modes) == ["inference"]  # the forward pass alone by default
+    argv = ["bench", "--backends", "numpy", "--mode", "inference,Training,inference", "--plain"]
+    assert main(argv) == 0
+    assert list(seen[1].modes) == ["inference", "training"]
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--backends", "numpy", "--mode", "inference,backward"])
+    assert exc.value.code == 2 and len(seen) == 2
+    assert "argument --mode: unknown mode 'backward'" in capsys.readouterr().err

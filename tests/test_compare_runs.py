@@ -218,3 +218,36 @@ def test_file_before_cells_matches_rnn_results(tmp_path: Path) -> None:
         ("cpu float32 gru", "only-in-new"),
     ]
     assert load_bench(new).results[1]["reset_after"] is True
+
+
+def test_training_never_matches_inference(tmp_path: Path) -> None:
+    """A training step (bench/1.3) is judged against the old training step of the same shape
+    only: never against the inference case, nor an inference case of a file written before
+    modes (bench/1.2), which holds inference cases only."""
+    from rnnbench.report.results import load_bench
+    from rnnbench.report.runs import compare_runs
+
+    rng = np.random.default_rng(8)
+    infer = _noisy(rng, 1e-3)
+    older = _file(tmp_path / "older.json", [_result(infer)], "rnnbench.bench/1.2")
+    old = _file(
+        tmp_path / "old.json",
+        [_result(infer, mode="inference"), _result(_noisy(rng, 3e-3), mode="training")],
+        "rnnbench.bench/1.3",
+    )
+    # the new run's training step is as fast as the inference case: matched with it, it would
+    # be "same"; matched with the old training step, it is faster
+    new = _file(
+        tmp_path / "new.json", [_result(_noisy(rng, 1e-3), mode="training")], "rnnbench.bench/1.3"
+    )
+    rows = compare_runs(load_bench(old), load_bench(new))
+    assert [(r.case.split("H=256")[1], r.verdict) for r in rows] == [
+        (" training", "faster"),
+        ("", "only-in-old"),
+    ]
+    assert rows[0].old_median_s == load_bench(old).results[1]["median_s"]
+    rows = compare_runs(load_bench(older), load_bench(new))
+    assert [(r.case.split("H=256")[1], r.verdict) for r in rows] == [
+        (" training", "only-in-new"),
+        ("", "only-in-old"),
+    ]

@@ -1,7 +1,8 @@
 """``rnnbench report``: the files it writes, that the HTML needs no network, that every backend,
 machine and failure shows, that several machines merge grouped, and that schema versions are
-read or refused by the stated rule, that results are grouped by cell, and the padding cost
-table of ragged results. The fixtures are a
+read or refused by the stated rule, that results are grouped by cell, the padding cost
+table of ragged results, the training cost table of training results, and a gradient check's
+equivalence table and inputs. The fixtures are a
 small real CPU run of schema bench/1.0 (before cells; trimmed, with a timed-out, a failed and a
 skipped result added), a real ``rnnbench check --json`` of schema check/1.0, and, for the
 cells, a real ``rnnbench bench --cell all`` run of numpy and torch (torch refuses the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -163,7 +165,7 @@ def test_single_point_and_missing_axes(tmp_path: Path) -> None:
 
 def test_schema_rule(tmp_path: Path) -> None:
     a = _bench()
-    a["schema"] = "rnnbench.bench/1.3"  # a newer minor: read, with a note
+    a["schema"] = "rnnbench.bench/1.9"  # a newer minor: read, with a note
     found = load(_write(tmp_path / "minor.json", a))
     assert found.note and "newer" in found.note
     a["schema"] = "rnnbench.bench/2"
@@ -374,3 +376,138 @@ def test_compare_never_matches_ragged_with_full(tmp_path: Path) -> None:
     ragged = [r for r in rows if r.case.endswith(" ragged")]
     assert len(ragged) == 5 and {r.verdict for r in ragged} == {"only-in-new"}
     assert {r.verdict for r in rows if r not in ragged} == {"same", "failed", "skipped"}
+
+
+# --- training cost and gradient equivalence ---------------------------------------------------
+
+
+def _with_training() -> dict[str, Any]:
+    """The bench fixture plus training results of its T=40, H=16 case, at known multiples of
+    each inference median; torch's without flops and gflops (a rate computed from the case:
+    3x the forward's FLOPs), tf1's skipped for want of gradients."""
+    data = _bench()
+    data["schema"] = "rnnbench.bench/1.3"
+    scale = {"numpy": 3.0, "torch": 2.0, "jax": 4.5}
+    training = []
+    for r in data["results"]:
+        if r["status"] != "ok" or (r["seq_len"], r["hidden_size"]) != (40, 16):
+            continue
+        rec = {**r, "mode": "training", "samples": [], "compile_s": 0.5,
+               "backward_path": f"{r['backend']} backward"}  # fmt: skip
+        if r["backend"] == "tf1":
+            why = "backend 'tf1' does not compute gradients\nHint: time its inference"
+            rec.update(status="skipped", median_s=None, error=why)
+        else:
+            rec["median_s"] = r["median_s"] * scale[r["backend"]]
+            rec["flops"] = 3 * r["flops"]
+            rec["gflops"] = rec["flops"] / rec["median_s"] / 1e9
+            rec["efficiency"] = rec["gflops"] / 29.72
+        if r["backend"] == "torch":
+            del rec["flops"], rec["gflops"]
+        training.append(rec)
+    data["results"] += training
+    return data
+
+
+def test_training_cost_table(tmp_path: Path, report: dict[str, Any]) -> None:
+    # no training result, no table; a check without gradients or inputs shows as before
+    for absent in ("Training cost", "training", "Gradient equivalence", "Inputs:"):
+        assert absent not in report["md"]
+    path = _write(tmp_path / "training.json", _with_training())
+    md = write_report([path], tmp_path / "out", figures=False)["markdown"].read_text("utf-8")
+    assert md.count("#### Training cost · rnn") == 1
+    table = md.split("#### Training cost · rnn")[1].split("####")[0]
+    assert "| case | backend | inference | training | training / inference |" in table
+    case = "cpu float32 · B=4 T=40 I=16 H=16"
+    forward = 2 * 4 * 40 * (16 + 16) * 16
+    for backend, label, ratio in (("numpy", "numpy [hoisted]", "3.00"),
+                                  ("torch", "torch [eager]", "2.00"),
+                                  ("jax", "jax [scan]", "4.50")):  # fmt: skip
+        row = _row(table, case, label)
+        infer = next(
+            r for r in _bench()["results"]
+            if r["backend"] == backend and (r["seq_len"], r["hidden_size"]) == (40, 16)
+        )  # fmt: skip
+        from rnnbench.report.build import fmt_num
+
+        # the training rate counts 3x the forward's FLOPs, recorded or computed from the case
+        gflops = 3 * forward / (infer["median_s"] * float(ratio)) / 1e9
+        assert f"| {ratio} | {fmt_num(gflops)} |" in row, row
+        assert row.endswith(f"| {backend} backward |")
+    tf1 = _row(table, case, "tf1 [graph]")
+    assert "training skipped: backend 'tf1' does not compute gradients" in tf1
+    assert "Hint" not in tf1
+    # a training case is a case of its own, with an efficiency figure of its own (drawn alone
+    # here: a whole report's figures take seconds)
+    assert f"##### {case} · training" in md and f"##### {case}\n" in md
+    assert "4 of them training steps" in md
+    from rnnbench.report.model import is_training
+    from rnnbench.report.plots import Palette, efficiency_figure
+
+    group = gather([path]).machines[0]
+    trained = dataclasses.replace(group, results=[r for r in group.results if is_training(r)])
+    found = efficiency_figure(trained, Palette(), "m0-rnn", training=True)
+    assert [f.name for f in found.figures] == ["m0-rnn-training-efficiency-cpu-float32"]
+    assert found.figures[0].title.startswith("rnn · Training-step efficiency")
+
+
+@pytest.fixture
+def grad_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A real gradient check (``compare(..., grad=True)``) of a small LSTM on numpy in two dtypes
+    and on a backend without gradients, as ``rnnbench check --grad --json`` writes it, with the
+    inputs and machine record a current file carries."""
+    import numpy as np
+
+    import rnnbench as rb
+    from rnnbench import registry
+
+    info = rb.BackendInfo("bench-no-grads", "tests.bench_fakes:NoGradsCell")
+    monkeypatch.setitem(registry._load_registry(), info.name, info)
+    weights = rb.RNNWeights.random(rb.RNNSpec(3, 4, cell="lstm"), seed=0)
+    x = np.random.default_rng(1).standard_normal((2, 6, 3))
+    result = rb.compare(weights, x, backends=["numpy", info.name],
+                        dtypes=["float32", "float64"], grad=True)  # fmt: skip
+    check = result.to_dict()
+    inputs = {"seed": 0, "grad": True, "dtypes": ["float32", "float64"], "batch": 2,
+              "command": "rnnbench check --cell lstm --grad"}  # fmt: skip
+    data = {
+        "schema": "rnnbench.checks/1",
+        "inputs": inputs,
+        "machine": {"hostname": "grad-box", "cpu": {"model": "Test CPU"}},
+        "checks": [check],
+    }
+    return {"data": data, "rows": check["rows"]}
+
+
+def test_gradient_equivalence_table(tmp_path: Path, grad_check: dict[str, Any]) -> None:
+    data = grad_check["data"]
+    rows = data["checks"][0]["rows"]
+    failing = next(r for r in rows if (r["backend"], r["dtype"]) == ("numpy", "float64"))
+    assert failing["grad_status"] == "pass"  # made to fail at t=2 here
+    failing.update(grad_status="fail", grad_reason="beyond tolerance", grad_first_bad_step=2)
+    path = _write(tmp_path / "check.json", data)
+    md = write_report([path], tmp_path / "out", figures=False)["markdown"].read_text("utf-8")
+    section = md.split("Gradient equivalence:")[1]
+    head = "| backend | dtype | gradients | dx err | dx bound | dh0 err | dh0 bound | dc0 err |"
+    assert head in section and "| worst weight | weight err | weight bound |" in section
+    rows = [ln for ln in section.splitlines() if ln.startswith(("| numpy", "| bench"))]
+    passed = grad_check["rows"][0]
+    errors, bounds = passed["grad_errors"], passed["grad_bounds"]
+    weights = {k: errors[k] / bounds[k] for k in errors if k not in ("dx", "dh0", "dc0")}
+    worst = max(weights, key=lambda k: weights[k])
+    cells = [f"{errors[n]:.2e} | {bounds[n]:.2e}" for n in ("dx", "dh0", "dc0")]
+    assert rows[0].startswith("| numpy | float32 | pass | " + " | ".join(cells))
+    assert f"| {worst} | {errors[worst]:.2e} | {bounds[worst]:.2e} | - |" in rows[0]
+    assert rows[2].startswith("| numpy | float64 | fail: beyond tolerance |")
+    assert "| t=2 |" in rows[2]
+    skipped = [r for r in rows if r.startswith("| bench-no-grads")]
+    assert len(skipped) == 2 and all(
+        "| skipped: backend 'bench-no-grads' does not compute gradients |" in r for r in skipped
+    )
+    # the check is headed by its inputs and machine; its forward table comes first
+    check = md.split("#### ")[-1]
+    inputs = check.index("Inputs: seed=0; grad=True; dtypes=float32, float64; batch=2.")
+    forward = check.index("Max absolute error per backend")
+    assert inputs < forward < check.index("Gradient equivalence:")
+    assert "Command: `rnnbench check --cell lstm --grad`" in check
+    assert "Checked on grad-box · Test CPU." in check

@@ -1,12 +1,12 @@
 """The benchmark harness behind ``rnnbench bench`` (method: docs/benchmarking.md).
 
-- ``cases``: one measured configuration (``BenchCase``: backend, dtype, cell, sizes and lengths)
-  and the sweep that expands options into cases.
+- ``cases``: one measured configuration (``BenchCase``: backend, dtype, cell, sizes, lengths
+  and mode: inference or training) and the sweep that expands options into cases.
 - ``jobs``: the functions that run *inside* a backend's worker process (set up a case, time
   calls, measure a GEMM peak); they import the backend's library, nothing here does.
 - ``stats``: median, IQR and min of the raw samples.
 - ``machine``: the machine record written into every results file.
-- ``results``: the results file (schema ``rnnbench.bench/1.2``), written atomically after every
+- ``results``: the results file (schema ``rnnbench.bench/1.3``), written atomically after every
   case, and resumable.
 - ``runner``: starts one worker per backend and variant, enforces the timeout, records failures.
 - ``progress``: a rich progress bar on a terminal, plain lines otherwise.

@@ -19,6 +19,14 @@ from rnnbench.spec import RNNSpec
 # padding mechanism). The first is what every run measured before padding existed.
 LENGTHS_CHOICES = ("full", "ragged")
 
+# What a case times: "inference" (the forward pass, ``cell.run``) or "training" (the forward
+# and backward pass of one loss, ``cell.run_vjp``: a training step's recurrence, without the
+# optimizer's update). The first is what every run measured before training existed.
+MODES = ("inference", "training")
+# A training step's matrix-product FLOPs per forward FLOP: the backward pass of each product
+# is two products of the same size (the input gradient and the weight gradient).
+TRAINING_FLOPS_FACTOR = 3
+
 # The fields that identify a case in a results file (resume and `rnnbench compare` match on all
 # of them): the cell and its formula are part of it, so that runs of different cells never mix.
 KEY_FIELDS = (
@@ -36,10 +44,12 @@ KEY_FIELDS = (
     "layers",
     "bidirectional",
     "lengths",
+    "mode",
     "threads",
 )
 # What a record written before a field existed means (schema rnnbench.bench/1.0 had no cell:
-# every case was a vanilla tanh RNN; before 1.2 every batch was full length).
+# every case was a vanilla tanh RNN; before 1.2 every batch was full length; before 1.3 every
+# case timed the forward pass alone).
 KEY_DEFAULTS: dict[str, Any] = {
     "cell": "rnn",
     "reset_after": None,
@@ -48,6 +58,7 @@ KEY_DEFAULTS: dict[str, Any] = {
     "bidirectional": False,
     "threads": None,
     "lengths": "full",
+    "mode": "inference",
 }
 
 
@@ -68,12 +79,17 @@ class BenchCase:
     reset_after: bool | None = None  # a GRU's formula; None (and True) for a GRU means after
     nonlinearity: str = "tanh"  # the vanilla RNN's; gated cells are always "tanh"
     lengths: str = "full"  # LENGTHS_CHOICES
+    mode: str = "inference"  # MODES
 
     def __post_init__(self) -> None:
         if self.lengths not in LENGTHS_CHOICES:
             raise SpecError(
                 f"unknown lengths {self.lengths!r} for a benchmark case",
                 f"use {' or '.join(LENGTHS_CHOICES)}",
+            )
+        if self.mode not in MODES:
+            raise SpecError(
+                f"unknown mode {self.mode!r} for a benchmark case", f"use {' or '.join(MODES)}"
             )
         # The spec checks the combination (relu on a gated cell, reset_after on an LSTM) and
         # settles a GRU's reset_after, so that "gru" and "gru, reset_after=True" are one key.
@@ -97,9 +113,18 @@ class BenchCase:
         return _cell_name(self.cell, self.reset_after)
 
     @property
-    def flops(self) -> int:
+    def forward_flops(self) -> int:
         """2·B·T·(I+H)·G·H per layer and direction, G the cell's gates (``RNNSpec.flops``)."""
         return self.spec.flops(self.batch, self.seq_len)
+
+    @property
+    def flops(self) -> int:
+        """The matrix-product FLOPs of one timed call: the forward pass's for inference, three
+        times that for training (the forward products, then for each of them the input
+        gradient and the weight gradient, both products of the same size). Elementwise work
+        is not counted, in either mode."""
+        factor = TRAINING_FLOPS_FACTOR if self.mode == "training" else 1
+        return factor * self.forward_flops
 
     def key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in KEY_FIELDS)
@@ -145,6 +170,8 @@ class BenchCase:
             text += f" thr={self.threads}"
         if self.lengths != "full":
             text += f" {self.lengths}"
+        if self.mode != "inference":
+            text += f" {self.mode}"
         return text
 
     def label(self) -> str:
@@ -178,21 +205,24 @@ def expand_cases(
     cells: Sequence[tuple[str, bool | None]] = (("rnn", None),),
     nonlinearities: Sequence[str] = ("tanh",),
     lengths: Sequence[str] = ("full",),
+    modes: Sequence[str] = ("inference",),
 ) -> list[BenchCase]:
     """The product of every option, grouped by (backend, variant, threads) so that one worker
     process serves a whole group; within a group, by dtype and cell, then sizes grow (small
     cases first). ``cells`` holds (cell, reset_after) pairs. ``nonlinearities`` are the vanilla
     RNN's: gated cells have their own (sigmoid gates, tanh candidate), so each of their cases
-    is made once, with "tanh", whatever ``nonlinearities`` holds. ``lengths`` varies fastest,
-    so that the full and the ragged case of one shape run one after the other (their ratio
-    is the padding cost, best measured close together). An input size of None is the
+    is made once, with "tanh", whatever ``nonlinearities`` holds. ``modes`` varies fastest,
+    then ``lengths``, so that the inference and the training case of one shape run one after
+    the other, and the full and the ragged case of one mode one or two cases apart (each ratio,
+    the training cost and the padding cost, is best measured close together). An input size
+    of None is the
     case's hidden size (I = H, as DeepBench sizes its layers); a case that comes out twice
     (e.g. sizes 32 and None with hidden 32) is made once."""
     out: list[BenchCase] = []
     seen: set[tuple[Any, ...]] = set()
     for (backend, variant), thr in itertools.product(backends_variants, threads):
         for dtype, (cell, reset_after) in itertools.product(dtypes, cells):
-            for act, layer, bidi, hidden, inp, batch, seq, padded in itertools.product(
+            for act, layer, bidi, hidden, inp, batch, seq, padded, mode in itertools.product(
                 nonlinearities if cell == "rnn" else ["tanh"],
                 layers,
                 bidirectional,
@@ -201,6 +231,7 @@ def expand_cases(
                 batches,
                 seq_lens,
                 lengths,
+                modes,
             ):
                 case = BenchCase(
                     backend,
@@ -218,6 +249,7 @@ def expand_cases(
                     reset_after=reset_after,
                     nonlinearity=act,
                     lengths=padded,
+                    mode=mode,
                 )
                 if case.key() not in seen:
                     seen.add(case.key())

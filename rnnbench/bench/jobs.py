@@ -4,6 +4,8 @@ A case is split into calls so that the parent can show a running median, enforce
 between calls and keep the samples of an interrupted case:
 ``setup`` (weights, input on the device, the first call timed as compile time) ->
 ``warmup`` -> ``measure`` (repeated, each returns a chunk of samples) -> ``teardown``.
+An inference case times ``cell.run`` + ``cell.synchronize``; a training case
+``cell.run_vjp`` + ``cell.synchronize`` (forward and backward pass of one loss).
 Each function takes ``arrays`` (unused: inputs are generated here from a seed, so nothing large
 crosses the pipe) and returns ``(header, arrays)``.
 """
@@ -17,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from rnnbench import state as state_mod
+from rnnbench.bench.cases import MODES
 from rnnbench.bench.machine import runtime_info
-from rnnbench.errors import UnsupportedPaddingError
+from rnnbench.errors import BackendUnavailableError, SpecError, UnsupportedPaddingError
 from rnnbench.registry import BackendInfo, get_backend, list_backends, register_backend
 from rnnbench.spec import RNNSpec
 from rnnbench.weights import RNNWeights
@@ -47,10 +51,39 @@ def variants(
 
 
 def _timed_call(cell: Any, prepared: Any) -> tuple[int, Any]:
+    """One inference call: the forward pass and its synchronization."""
     t0 = time.perf_counter_ns()
     result = cell.run(prepared)
     cell.synchronize(result)
     return time.perf_counter_ns() - t0, result
+
+
+def _timed_vjp(cell: Any, prepared: Any) -> tuple[int, Any]:
+    """One training call: the forward and backward pass of the loss, and its synchronization
+    (torch and jax leave the gradients on the device until ``fetch_vjp``)."""
+    t0 = time.perf_counter_ns()
+    result = cell.run_vjp(prepared)
+    cell.synchronize(result)
+    return time.perf_counter_ns() - t0, result
+
+
+def cotangents(spec: RNNSpec, batch: int, seq_len: int, dtype: str, seed: int) -> tuple[Any, Any]:
+    """The seeded cotangents of a training case: ``dy`` (batch, time, dirs*hidden) and ``dh_n``
+    in the final state's public form ((dh_n, dc_n) for an LSTM), drawn once per case.
+
+    Standard normal, each array scaled by 1/sqrt(its size) (unit norm): the loss
+    ``sum(y * dy) + sum(h_n * dh_n)`` then has gradients of the order a mean-reduced loss gives,
+    whatever B, T and H are, far from float32 overflow and from subnormal numbers (which some
+    CPUs compute many times slower): the timing is of ordinary arithmetic at every size."""
+    rng = np.random.default_rng(seed + 2)
+    shape = (batch, seq_len, spec.output_size)
+    dy = (rng.standard_normal(shape) / np.sqrt(np.prod(shape))).astype(dtype)
+    state = state_mod.state_shape(spec, batch)
+    parts = tuple(
+        (rng.standard_normal(state) / np.sqrt(np.prod(state))).astype(dtype)
+        for _ in spec.state_names
+    )
+    return dy, state_mod.from_tuple(spec, parts)
 
 
 def setup(
@@ -67,6 +100,7 @@ def setup(
     cell_target: str | None = None,
     devices: list[str] | None = None,
     lengths: list[int] | None = None,
+    mode: str = "inference",
 ) -> Reply:
     """Make the cell, load weights, put the input on the device, and time the first call.
 
@@ -74,16 +108,30 @@ def setup(
     own padding mechanism (packing, a mask, a length-aware scan) is set up there and then runs
     inside every timed ``run``: its cost is what a ragged case measures. A backend that takes
     no lengths is refused before its weights are loaded (``UnsupportedPaddingError``, which the
-    parent records as "skipped" with the reason)."""
+    parent records as "skipped" with the reason).
+
+    ``mode`` "training" times ``cell.run_vjp`` instead of ``cell.run``: the forward and
+    backward pass of ``sum(y * dy) + sum(h_n * dh_n)`` for seeded cotangents (``cotangents``),
+    prepared with the input by ``cell.prepare_vjp`` (lengths included). A backend without
+    gradients is refused (``BackendUnavailableError``: "skipped" with the reason)."""
+    if mode not in MODES:
+        raise SpecError(f"unknown mode {mode!r}", f"use {' or '.join(MODES)}")
     _state.clear()
     gc.collect()
     _ensure_registered(backend, cell_target, devices)
-    cell = get_backend(backend, device, dtype, variant, isolate=False)
+    # Any: the vjp split and compile() are BaseCell's, beyond the RNNCell protocol
+    cell: Any = get_backend(backend, device, dtype, variant, isolate=False)
     if lengths is not None and not getattr(cell, "takes_lengths", False):
         # a backend without padding may not take the keywords at all: refused before prepare
         raise UnsupportedPaddingError(
             f"backend {backend!r} does not take sequence lengths, so it has no ragged timing",
             "its full-length cases (--lengths full) are measured as usual",
+        )
+    training = mode == "training"
+    if training and not getattr(cell, "computes_gradients", False):
+        raise BackendUnavailableError(
+            f"backend {backend!r} does not compute gradients, so it has no training timing",
+            "its inference cases (--mode inference) are measured as usual",
         )
     if threads is not None and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -91,24 +139,31 @@ def setup(
     cell.load(RNNWeights.random(rnn_spec, seed=seed))
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch, seq_len, rnn_spec.input_size)).astype(dtype)
-    if lengths is None:
-        prepared = cell.prepare(x, None)
+    pad = {} if lengths is None else {"lengths": np.asarray(lengths, dtype=np.int64)}
+    if training:
+        dy, dh_n = cotangents(rnn_spec, batch, seq_len, dtype, seed)
+        # prepare_vjp refuses (BackendUnavailableError) a backend whose gradients are not
+        # wired up yet, like a missing library: the parent records "skipped" with the reason.
+        prepared = cell.prepare_vjp(x, None, dy, dh_n, **pad)
     else:
-        prepared = cell.prepare(x, None, lengths=np.asarray(lengths, dtype=np.int64))
+        prepared = cell.prepare(x, None, **pad)
     # The first call (trace, compile, cuDNN plan) is timed apart: an ahead-of-time compile when
-    # the cell offers one, then the first run itself.
+    # the cell offers one, then the first run itself. A cell's compile() is the forward pass's:
+    # a training case's first run_vjp call is its compile time and first run together.
+    has_compile = hasattr(cell, "compile") and not training
     t0 = time.perf_counter_ns()
     compile_reported = None
-    if hasattr(cell, "compile"):
+    if has_compile:
         compile_reported = cell.compile(prepared)
     t1 = time.perf_counter_ns()
-    first_ns, result = _timed_call(cell, prepared)
+    timed = _timed_vjp if training else _timed_call
+    first_ns, result = timed(cell, prepared)
     detail = {
-        "compile_call_s": (t1 - t0) / 1e9 if hasattr(cell, "compile") else None,
+        "compile_call_s": (t1 - t0) / 1e9 if has_compile else None,
         "compile_reported_s": compile_reported,
         "first_run_s": first_ns / 1e9,
     }
-    _state.update(cell=cell, prepared=prepared, result=result)
+    _state.update(cell=cell, prepared=prepared, result=result, timed=timed, mode=mode)
     # A cell's compile() may warm its fast path after compiling (jax does); what it reports is
     # the compilation alone, so that is what counts, plus the first run.
     compile_ns = (t1 - t0) if compile_reported is None else compile_reported * 1e9
@@ -120,21 +175,21 @@ def setup(
 
 
 def warmup(arrays: Any, min_time: float, min_rounds: int) -> Reply:
-    cell, prepared = _state["cell"], _state["prepared"]
+    cell, prepared, timed = _state["cell"], _state["prepared"], _state["timed"]
     start = time.perf_counter_ns()
     rounds = 0
     while rounds < min_rounds or time.perf_counter_ns() - start < min_time * 1e9:
-        _, _state["result"] = _timed_call(cell, prepared)
+        _, _state["result"] = timed(cell, prepared)
         rounds += 1
     return {"rounds": rounds, "elapsed_s": (time.perf_counter_ns() - start) / 1e9}, {}
 
 
 def measure(arrays: Any, budget_s: float, min_rounds: int, max_rounds: int) -> Reply:
     """Timed calls for ``budget_s`` and ``min_rounds`` (at least one call, at most
-    ``max_rounds``); each sample is
-    ``run`` + ``synchronize`` alone. The garbage collector is off inside the chunk (as timeit
+    ``max_rounds``); each sample is ``run`` + ``synchronize`` alone (``run_vjp`` +
+    ``synchronize`` for training). The garbage collector is off inside the chunk (as timeit
     does) so that a collection of the harness's own garbage is not charged to a call."""
-    cell, prepared = _state["cell"], _state["prepared"]
+    cell, prepared, timed = _state["cell"], _state["prepared"], _state["timed"]
     samples: list[int] = []
     gc.collect()
     gc.disable()
@@ -142,7 +197,7 @@ def measure(arrays: Any, budget_s: float, min_rounds: int, max_rounds: int) -> R
         start = time.perf_counter_ns()
         budget_ns = budget_s * 1e9
         while True:
-            ns, result = _timed_call(cell, prepared)
+            ns, result = timed(cell, prepared)
             samples.append(ns)
             del result
             if len(samples) >= max_rounds or (
@@ -156,17 +211,24 @@ def measure(arrays: Any, budget_s: float, min_rounds: int, max_rounds: int) -> R
 
 
 def teardown(arrays: Any) -> Reply:
-    """The cell's info after the runs (the path that ran), the runtime facts, a sanity check of
-    the output, and the case's memory released."""
+    """The cell's info after the runs (the path that ran, and for training the backward path),
+    the runtime facts, a sanity check of the output (of every gradient array, for training),
+    and the case's memory released."""
     header: dict[str, Any] = {}
     cell = _state.get("cell")
-    if cell is not None:
-        y, state = cell.fetch(_state["result"])
-        # the final state is one array, or an LSTM's (h_n, c_n): every part is checked
-        parts = state if isinstance(state, (tuple, list)) else (state,)
-        header["output_finite"] = bool(
-            np.isfinite(y).all() and all(np.isfinite(p).all() for p in parts)
-        )
+    if cell is not None and "result" in _state:
+        if _state.get("mode") == "training":
+            grads = cell.fetch_vjp(_state["result"])
+            header["output_finite"] = all(
+                bool(np.isfinite(a).all()) for a in grads.arrays().values()
+            )
+        else:
+            y, state = cell.fetch(_state["result"])
+            # the final state is one array, or an LSTM's (h_n, c_n): every part is checked
+            parts = state if isinstance(state, (tuple, list)) else (state,)
+            header["output_finite"] = bool(
+                np.isfinite(y).all() and all(np.isfinite(p).all() for p in parts)
+            )
         header["info"] = cell.info()
     header["runtime"] = runtime_info()
     _state.clear()

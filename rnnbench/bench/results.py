@@ -13,6 +13,11 @@ Schema 1.2 added how the batch is padded (``lengths``: "full" or "ragged", part 
 key) and the lengths' ``lengths_mean`` / ``lengths_min`` / ``lengths_max`` (and the
 ``lengths_seed`` they were drawn with). Every batch before it was full length: an older
 record resumes as "full", with each length T.
+
+Schema 1.3 added what a case times (``mode``: "inference", the forward pass, or "training",
+the forward and backward pass of one loss; part of the case key), ``flops`` of the timed call
+(three times ``forward_flops`` for training) and a training case's ``backward_path``. Every case
+before it timed the forward pass: an older record resumes as "inference".
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from typing import Any
 from rnnbench.bench.cases import KEY_DEFAULTS, BenchCase, key_of
 from rnnbench.errors import RNNBenchError
 
-SCHEMA = "rnnbench.bench/1.2"
-_MAJOR, _MINOR = 1, 2
+SCHEMA = "rnnbench.bench/1.3"
+_MAJOR, _MINOR = 1, 3
 _SCHEMA_RE = re.compile(r"^rnnbench\.bench/(\d+)(?:\.(\d+))?$")
 
 # The fields every result carries (the issue's item 7); extra fields may follow.
@@ -51,12 +56,14 @@ RESULT_FIELDS = (
     "lengths_mean",
     "lengths_min",
     "lengths_max",
+    "mode",
     "median_s",
     "iqr_s",
     "min_s",
     "rounds",
     "samples",
     "compile_s",
+    "flops",
     "gflops",
     "efficiency",
     "status",
@@ -67,8 +74,9 @@ STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 
 def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     """Give a record of an older minor version the fields it lacks (in place): a 1.0 record was
-    a vanilla tanh RNN, a record before 1.2 a full-length batch (every length T)."""
-    for key in ("cell", "reset_after", "nonlinearity", "lengths"):
+    a vanilla tanh RNN, a record before 1.2 a full-length batch (every length T), a record
+    before 1.3 an inference case (the forward pass, whose FLOPs are its ``forward_flops``)."""
+    for key in ("cell", "reset_after", "nonlinearity", "lengths", "mode"):
         record.setdefault(key, KEY_DEFAULTS[key])
     if record["cell"] == "gru" and record["reset_after"] is None:
         record["reset_after"] = True
@@ -81,6 +89,8 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
             ("lengths_seed", None),
         ):
             record.setdefault(key, value)
+    if record["mode"] == "inference" and "flops" in record:
+        record.setdefault("forward_flops", record["flops"])
     return record
 
 

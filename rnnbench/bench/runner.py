@@ -52,6 +52,8 @@ class BenchConfig:
     nonlinearities: Sequence[str] = ("tanh",)  # the vanilla RNN's; gated cells run tanh only
     # "full" (no padding passed) and/or "ragged" (lengths in [T/2, T] drawn with ``seed``)
     lengths: Sequence[str] = ("full",)
+    # "inference" (the forward pass) and/or "training" (forward + backward of one loss)
+    modes: Sequence[str] = ("inference",)
     min_time: float = 1.0  # seconds of timed calls per case
     min_rounds: int = 5
     max_rounds: int = 10_000  # caps the samples kept per case
@@ -207,6 +209,7 @@ class _Run:
             cells=c.cells,
             nonlinearities=c.nonlinearities,
             lengths=c.lengths,
+            modes=c.modes,
         )
         return cases, skip
 
@@ -261,7 +264,8 @@ class _Run:
             "rounds": 0,
             "samples": [],
             "compile_s": None,
-            "flops": case.flops,
+            "flops": case.flops,  # of the timed call: 3x the forward's for training
+            "forward_flops": case.forward_flops,
             "gflops": None,
             "efficiency": None,
             "status": status,
@@ -318,6 +322,9 @@ class _Run:
         rec["info"] = tail.get("info", partial.get("info"))
         rec["path"] = rec["info"].get("path") if rec["info"] else rec["path"]
         rec["version"] = rec["info"].get("version") if rec["info"] else None
+        if case.mode == "training":
+            # what the library ran backwards through (torch, jax, keras say; else the forward's)
+            rec["backward_path"] = (rec["info"] or {}).get("backward_path") or rec["path"]
         rec["output_finite"] = tail.get("output_finite")
         runtime = tail.get("runtime", {})
         rec["threads_used"] = runtime.get("threads")
@@ -325,7 +332,8 @@ class _Run:
         self.file.note_runtime(case.backend, runtime)
         if tail.get("output_finite") is False:
             rec["status"] = "failed"
-            rec["error"] = "the output holds NaN or infinity; the timing is not kept as valid"
+            what = "a gradient" if case.mode == "training" else "the output"
+            rec["error"] = f"{what} holds NaN or infinity; the timing is not kept as valid"
         return rec
 
     def _calls(
@@ -355,6 +363,7 @@ class _Run:
             cell_target=info.target,
             devices=list(info.devices),
             lengths=_as_list(case.row_lengths(c.seed)),
+            mode=case.mode,
         )
         partial.update(
             compile_s=head["compile_s"],

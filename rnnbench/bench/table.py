@@ -11,11 +11,16 @@ from rnnbench.commands.common import cell_name
 
 
 def format_table(data: dict[str, Any]) -> str:
+    """One row per result; a "mode" column (inference or training) when the file has a
+    training case (a file without one reads as before)."""
+    results = data.get("results", [])
+    modes = any(r.get("mode", "inference") != "inference" for r in results)
     head = (
         "backend",
         "variant",
         "dev",
         "cell",
+        *(("mode",) if modes else ()),
         "B",
         "T",
         "I",
@@ -29,7 +34,7 @@ def format_table(data: dict[str, Any]) -> str:
         "status",
     )
     rows = []
-    for r in data.get("results", []):
+    for r in results:
         ok = r.get("status") == "ok"
         eff = r.get("efficiency")
         rows.append(
@@ -38,6 +43,7 @@ def format_table(data: dict[str, Any]) -> str:
                 r["variant"],
                 r["device"],
                 _cell(r),
+                *((r.get("mode", "inference"),) if modes else ()),
                 r["batch"],
                 r["seq_len"],
                 r["input_size"],

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from rnnbench.commands.common import add_backend_option, add_cell_option, comma_list
+from rnnbench.commands.common import (
+    add_backend_option,
+    add_cell_option,
+    choice_list,
+    comma_list,
+    dtype_list,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed_int,
+    size_list,
+    thread_list,
+)
 
 HELP = "time every backend (each in a worker process of its own) over a sweep of sizes"
 
@@ -25,6 +37,16 @@ its ragged cases as "skipped" with the reason. The lengths are part of every res
 a ragged case's FLOPs still count every padded step (B*T), so its GFLOP/s compares with the
 full case's.
 
+--mode inference,training times the training step's recurrence too: a training case is the
+forward and the backward pass of L = sum(y*dy) + sum(h_n*dh_n) (+ c_n for an lstm), seeded
+cotangents, synchronized, in each library's own autodiff (cell.run_vjp); the first call is
+timed apart as compile time, and no optimizer update is timed (it is the same elementwise
+update in every library, not the recurrence). Its FLOPs are 3x the forward's: the backward
+pass of each matrix product is two products of the same size (input and weight gradients).
+The mode is part of every result's key; `rnnbench report` shows time(training) /
+time(inference). A backend without gradients records its training cases as "skipped" with
+the reason.
+
 Each finished case is written to --out at once; running again with the same --out resumes
 (cases with status "ok" are skipped). Exit status: 0 every case measured (or skipped with a
 reason, e.g. a missing library) and at least one measured; 1 a case failed or timed out
@@ -42,9 +64,23 @@ def _bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def mode_list(text: str) -> list[str]:
+    """An argparse type: 'inference,training' -> each mode once, in the order given."""
+    from rnnbench.bench.cases import MODES
+
+    parts = [p.strip().lower() for p in text.split(",")]
+    for mode in parts:
+        if mode not in MODES:
+            what = f"unknown mode {mode!r}" if mode else f"{text!r} has an empty item"
+            raise argparse.ArgumentTypeError(
+                f"{what}: use inference, training or inference,training"
+            )
+    return list(dict.fromkeys(parts))
+
+
 def input_size(text: str) -> int | None:
-    """An input size, or None for "hidden" (the case's own hidden size)."""
-    return None if text.strip().lower() == "hidden" else int(text)
+    """An input size (a whole number >= 1), or None for "hidden" (the case's own hidden size)."""
+    return None if text.strip().lower() == "hidden" else positive_int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +90,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cell_option(parser)
     parser.add_argument(
         "--nonlinearity",
-        type=comma_list(str),
+        type=choice_list(("tanh", "relu"), "nonlinearity"),
         default=["tanh"],
         help="comma list: tanh,relu (default tanh); the rnn cell's only, lstm and gru have "
         "their own",
     )
     parser.add_argument(
         "--lengths",
-        type=comma_list(str),
+        type=comma_list(str, "lengths"),
         default=["full"],
         help="comma list: full,ragged (default full: every row T steps, no padding passed); "
         "ragged pads the rows to lengths in [T/2, T] through each backend's own mechanism",
+    )
+    parser.add_argument(
+        "--mode",
+        type=mode_list,
+        default=["inference"],
+        metavar="MODES",
+        help="comma list: inference,training (default inference: the forward pass); training "
+        "times the forward and backward pass of one loss (a training step without the "
+        "optimizer update)",
     )
     parser.add_argument(
         "--variants",
@@ -73,12 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'default' (each backend's first variant; the default), 'all', or a comma list of "
         "variant names ('scan-unroll4') or backend:variant ('keras-jax:jit')",
     )
-    size = comma_list(int)
+    size = size_list
     parser.add_argument("--batch", type=size, default=[32], help="comma list (default 32)")
     parser.add_argument("--seq-len", type=size, default=[100], help="comma list (default 100)")
     parser.add_argument(
         "--input-size",
-        type=comma_list(input_size),  # type: ignore[arg-type]
+        type=comma_list(input_size, "input sizes ('hidden' or whole numbers >= 1)"),
         default=[128],
         help="comma list (default 128); 'hidden' is each case's hidden size (I = H, as "
         "DeepBench sizes its layers)",
@@ -90,50 +135,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const=[True],
         default=[False],
-        type=comma_list(_bool),  # type: ignore[arg-type]
+        type=comma_list(_bool, "yes/no values"),
         help="bidirectional layers; a bare flag means yes, or a comma list such as 'no,yes'",
     )
     parser.add_argument(
         "--dtype",
-        type=comma_list(str),
+        type=dtype_list,
         default=["float32"],
         help="comma list: float32,float64 (default float32)",
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
         "--threads",
-        type=comma_list(int),
+        type=thread_list,
         default=None,
         help="comma list of CPU thread counts, set in each worker before its library starts "
         "(OMP/MKL/OpenBLAS/TF env, torch.set_num_threads); default: each library's own",
     )
     parser.add_argument(
-        "--min-time", type=float, default=1.0, help="seconds of timed calls per case (default 1.0)"
+        "--min-time",
+        type=nonnegative_float,
+        default=1.0,
+        help="seconds of timed calls per case (default 1.0)",
     )
     parser.add_argument(
-        "--min-rounds", type=int, default=5, help="timed calls per case at least (default 5)"
+        "--min-rounds",
+        type=positive_int,
+        default=5,
+        help="timed calls per case at least (default 5)",
     )
     parser.add_argument(
         "--max-rounds",
-        type=int,
+        type=positive_int,
         default=10_000,
         help="timed calls per case at most (default 10000)",
     )
     parser.add_argument(
         "--warmup",
-        type=float,
+        type=nonnegative_float,
         default=0.2,
         help="seconds of untimed warm-up calls after the first (default 0.2)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=300.0,
         help="seconds a case may take, compile included, before its worker is "
         "stopped and the case recorded as 'timeout' (default 300)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the weights, the input and the ragged lengths"
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed of the weights, the input and the ragged lengths",
     )
     parser.add_argument(
         "--no-peak", action="store_true", help="skip the GEMM peak (no roofline efficiency)"
@@ -154,7 +208,14 @@ def run(args: argparse.Namespace) -> int:
     from rnnbench.bench.cases import LENGTHS_CHOICES
     from rnnbench.bench.progress import make_reporter
     from rnnbench.errors import SpecError
+    from rnnbench.fileio import check_output_file
 
+    if args.out is not None:
+        # Before anything runs (the peak, the first case): an --out that cannot be written, or
+        # that holds another kind of file, is refused and left as it is.
+        check_output_file(
+            args.out, flag="--out", kinds=("rnnbench.bench/",), what="bench results file"
+        )
     for act in args.nonlinearity:
         if act not in ("tanh", "relu"):
             raise SpecError(f"unknown --nonlinearity {act!r}", "use tanh, relu or tanh,relu")
@@ -191,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         cells=args.cell,
         nonlinearities=args.nonlinearity,
         lengths=list(dict.fromkeys(lengths)),
+        modes=args.mode,
         min_time=args.min_time,
         min_rounds=args.min_rounds,
         max_rounds=args.max_rounds,

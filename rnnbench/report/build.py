@@ -35,10 +35,13 @@ from rnnbench.report.model import (
     gather,
     gflops_of,
     is_ragged,
+    is_training,
+    machine_label,
     machine_summary,
     padding_pairs,
     peak_gflops,
     series_label,
+    training_pairs,
     work_fraction,
 )
 from rnnbench.report.plots import FigureSet, Palette, fmt_time
@@ -117,12 +120,15 @@ def build_blocks(data: ReportData, figures: bool = True) -> tuple[list[Block], F
 def _summary(data: ReportData) -> str:
     n_results = sum(len(g.results) for g in data.machines)
     n_bad = sum(1 for g in data.machines for r in g.results if not is_ok(r))
+    n_training = sum(1 for g in data.machines for r in g.results if is_training(r))
     bad = f", {n_bad} of them not measured (failed, timed out or skipped: see why below)"
+    trained = f", {n_training} of them training steps" if n_training else ""
     cells = cell_order(cell_of(r) for g in data.machines for r in g.results)
     checked = cell_order(c.cell for c in data.checks)
     return (
         f"{n_results} benchmark result(s) on {len(data.machines)} machine(s)"
         + (f" (cells: {', '.join(cells)})" if cells else "")
+        + trained
         + (bad if n_bad else "")
         + f"; {len(data.checks)} equivalence check(s)"
         + (f" (cells: {', '.join(checked)})" if checked else "")
@@ -199,12 +205,21 @@ def _cell_blocks(
     ]
     notes: list[str] = []
     ragged = any(is_ragged(r) for r in group.results)
+    training = any(is_training(r) for r in group.results)
     # A ragged call's FLOPs count its padded steps and its median covers fewer real ones: the
     # per-step and efficiency figures are of full-length batches, the padding table says the rest.
+    # A training step is another call (forward and backward): it has a table and an efficiency
+    # figure of its own, so that the per-step figure compares forward passes only.
     full = (
-        dataclasses.replace(group, results=[r for r in group.results if not is_ragged(r)])
-        if ragged
+        dataclasses.replace(
+            group,
+            results=[r for r in group.results if not is_ragged(r) and not is_training(r)],
+        )
+        if ragged or training
         else group
+    )
+    trained = dataclasses.replace(
+        group, results=[r for r in group.results if is_training(r) and not is_ragged(r)]
     )
     if figures:
         blocks.append(Heading(4, f"Figures · {cell}"))
@@ -214,6 +229,8 @@ def _cell_blocks(
             _try(lambda: _per_step(full, palette, prefix)),
             _try(lambda: _efficiency(full, palette, prefix)),
         ]
+        if any(is_ok(r) and math.isfinite(r["efficiency"]) for r in trained.results):
+            found.append(_try(lambda: _efficiency(trained, palette, prefix, training=True)))
         for f in found:
             _add_figures(blocks, drawn, f)
             notes += f.notes
@@ -222,8 +239,16 @@ def _cell_blocks(
                 "the time-per-step and efficiency figures show full-length batches only; ragged "
                 "ones are in the time figures (marked ragged) and in the padding cost table"
             )
+        if training:
+            notes.append(
+                "the time-per-step figure and the first efficiency figure show inference calls "
+                "only; training steps are in the time figures (marked training), in the "
+                "training-step efficiency figure and in the training cost table"
+            )
     if notes:
         blocks.append(Notes("Notes", notes))
+    if training:
+        blocks += _training_blocks(cell, group)
     if ragged:
         blocks += _padding_blocks(cell, group)
     blocks.append(Heading(4, f"Results per case · {cell}"))
@@ -254,10 +279,12 @@ def _per_step(group: MachineGroup, palette: Palette, prefix: str) -> FigureSet:
     return per_step_figure(group, palette, prefix)
 
 
-def _efficiency(group: MachineGroup, palette: Palette, prefix: str) -> FigureSet:
+def _efficiency(
+    group: MachineGroup, palette: Palette, prefix: str, training: bool = False
+) -> FigureSet:
     from rnnbench.report.plots import efficiency_figure
 
-    return efficiency_figure(group, palette, prefix)
+    return efficiency_figure(group, palette, prefix, training=training)
 
 
 CASE_HEADERS = [
@@ -298,6 +325,73 @@ def _case_table(results: list[dict[str, Any]]) -> Table:
         )
         css.append(_status_css(str(r["status"])))
     return Table(CASE_HEADERS, rows, css, numeric={2, 3, 4, 5, 6, 7, 8, 9})
+
+
+TRAINING_HEADERS = [
+    "case",
+    "backend",
+    "inference",
+    "training",
+    "training / inference",
+    "training GFLOP/s",
+    "training efficiency",
+    "training compile",
+    "backward path",
+]
+
+
+def _training_blocks(cell: str, group: MachineGroup) -> list[Block]:
+    """The training cost of each backend and case: the training step's median against the
+    inference call's of the same sizes, their ratio, and the training step's rate."""
+    rows, css = [], []
+    for train, infer in training_pairs(group.results):
+        both = is_ok(train) and infer is not None and is_ok(infer)
+        ratio = train["median_s"] / infer["median_s"] if both and infer is not None else math.nan
+        measured = is_ok(train)
+        rows.append(
+            [
+                case_title(case_key({**train, "mode": "inference"})),
+                series_label(train),
+                fmt_time(infer["median_s"]) if infer is not None and is_ok(infer) else "-",
+                fmt_time(train["median_s"]) if measured else "-",
+                fmt_num(ratio, ".2f"),
+                fmt_num(gflops_of(train)) if measured else "-",
+                fmt_pct(train["efficiency"]) if measured else "-",
+                fmt_time(train["compile_s"]),
+                _training_note(train, infer),
+            ]
+        )
+        css.append(_status_css(str(train["status"])) if not measured else "" if both else "skip")
+    return [
+        Heading(4, f"Training cost · {cell}"),
+        Para(
+            "Each training case against the inference case of the same backend and sizes. A "
+            "training case times one call of the library's own autodiff: the forward and the "
+            "backward pass of `L = sum(y·dy) + sum(h_n·dh_n)` (+ `sum(c_n·dc_n)` for an LSTM) "
+            "for seeded cotangents, synchronized, giving the gradients of the input, the "
+            "initial state and every weight; its first call (trace, compile) is timed apart. "
+            "No optimizer update is timed: it is the same elementwise update in every library, "
+            "not the recurrence. `training / inference` is the ratio of median times. A "
+            "training step counts 3× the forward's matrix-product FLOPs (the backward pass of "
+            "each product is two products of its size: the input and the weight gradient), "
+            "so a ratio of about 3 is a backward pass at the forward's rate; above 3 it runs "
+            "slower (storing and re-reading every step's activations, a loop of small "
+            "kernels), below 3 the forward call is bound by per-call overhead that the longer "
+            "training call spreads. GFLOP/s and efficiency count the 3× FLOPs."
+        ),
+        Table(TRAINING_HEADERS, rows, css, numeric={2, 3, 4, 5, 6, 7}),
+    ]
+
+
+def _training_note(train: dict[str, Any], infer: dict[str, Any] | None) -> str:
+    """The backward path that ran, or why a side of the pair has no time."""
+    for side, result in (("training", train), ("inference", infer)):
+        if result is None:
+            return "no inference result of this case to compare with"
+        if not is_ok(result):
+            reason = str(result.get("error") or "no reason recorded").split("\nHint:")[0]
+            return f"{side} {result['status']}: {reason}"
+    return str(train.get("backward_path") or train.get("path") or "-")
 
 
 # Within this fraction a ratio of medians is taken as equal (as `rnnbench compare` judges runs).
@@ -398,6 +492,18 @@ def _check_blocks(
             "the verdict against the tolerance for the dtype and sequence length."
         )
     )
+    if any(c.has_gradients for c in checks):
+        blocks.append(
+            Para(
+                "A check run with `--grad` also compares each backend's gradients, by its own "
+                "autodiff, of `L = sum(y·dy) + sum(h_n·dh_n)` (+ `sum(c_n·dc_n)` for an LSTM) "
+                "for seeded cotangents with the float64 backpropagation through time: the "
+                "gradient equivalence table after each forward table gives the largest error "
+                "of dx, dh0 (and dc0) and of the weight array furthest from its bound, each "
+                "with its bound, the verdict, and the first time step where dx leaves its "
+                "tolerance (errors accumulate backwards in time, from the last step)."
+            )
+        )
     for cell in cell_order(c.cell for c in checks):
         blocks += _check_cell_blocks(
             cell, [c for c in checks if c.cell == cell], palette, drawn, figures
@@ -438,6 +544,7 @@ def _check_cell_blocks(
         ]
         blocks.append(Heading(4, f"{check.case} · T={check.seq_len}"))
         blocks.append(Para(f"From `{check.path}`.", "meta"))
+        blocks += _check_inputs(check)
         blocks.append(_pivot(check))
         rows, css = [], []
         for r in check.rows:
@@ -464,7 +571,85 @@ def _check_cell_blocks(
             )
             css.append(_status_css(str(r["status"])))
         blocks.append(Table(headers, rows, css, numeric={4, 5, 6, 7} if lstm else {4, 5, 6}))
+        if check.has_gradients:
+            blocks.append(_grad_table(check))
     return blocks
+
+
+def _check_inputs(check: CheckFile) -> list[Block]:
+    """What the check was run with and where, when its file says (older files do not)."""
+    blocks: list[Block] = []
+    inputs = dict(check.inputs)
+    command = inputs.pop("command", None)
+    if inputs:
+        text = "; ".join(f"{k}={v}" for k, v in flatten(inputs))
+        blocks.append(Para(f"Inputs: {text}.", "meta"))
+    if command:
+        blocks.append(Para(f"Command: `{command}`", "meta"))
+    if check.machine:
+        blocks.append(Para(f"Checked on {machine_label(check.machine)}.", "meta"))
+        pairs = flatten(check.machine)
+        blocks.append(Details(f"The check's machine record ({len(pairs)} fields)", pairs))
+    return blocks
+
+
+GRAD_STATE_ARRAYS = ("dx", "dh0", "dc0")
+
+
+def _grad_table(check: CheckFile) -> Table:
+    """Per backend and dtype: the largest error of dx, dh0 (dc0) and of the weight array
+    furthest from its bound (error / bound), each bound, the verdict and dx's first bad step."""
+    rows_with = [r for r in check.rows if r.get("grad_status") is not None]
+    lstm = any("dc0" in (r.get("grad_errors") or {}) for r in rows_with)
+    states = ["dx", "dh0", *(["dc0"] if lstm else [])]
+    headers = [
+        "backend",
+        "dtype",
+        "gradients",
+        *(f"{name} {what}" for name in states for what in ("err", "bound")),
+        "worst weight",
+        "weight err",
+        "weight bound",
+        "dx first bad step",
+        "tolerance",
+    ]
+    rows, css = [], []
+    for r in rows_with:
+        errors, bounds = r.get("grad_errors") or {}, r.get("grad_bounds") or {}
+        status = str(r["grad_status"])
+        if r.get("grad_reason") and status != "pass":
+            status += f": {r['grad_reason']}"
+        weights = {k: v for k, v in errors.items() if k not in GRAD_STATE_ARRAYS}
+        worst = max(weights, key=lambda k: _bound_ratio(weights[k], bounds.get(k)), default=None)
+        bad = r.get("grad_first_bad_step")
+        row = [str(r["backend"]), str(r["dtype"]), status]
+        for name in states:
+            row += [fmt_num(errors.get(name), ".2e"), fmt_num(bounds.get(name), ".2e")]
+        row += [
+            worst or "-",
+            fmt_num(errors.get(worst or ""), ".2e"),
+            fmt_num(bounds.get(worst or ""), ".2e"),
+            "-" if bad is None else f"t={bad}",
+            str(r.get("grad_tolerance") or "-"),
+        ]
+        rows.append(row)
+        css.append(_status_css(str(r["grad_status"])))
+    n = len(states)
+    return Table(
+        headers,
+        rows,
+        css,
+        numeric=set(range(3, 3 + 2 * n)) | {4 + 2 * n, 5 + 2 * n},
+        caption="Gradient equivalence: max absolute error of each gradient against the "
+        "float64 reference, and its bound",
+    )
+
+
+def _bound_ratio(err: float, bound: float | None) -> float:
+    """How far an error is from its bound (NaN or a missing bound counts as the worst)."""
+    if bound is None or not bound > 0 or err != err:
+        return math.inf
+    return err / bound
 
 
 def _pivot(check: CheckFile) -> Table:

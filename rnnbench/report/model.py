@@ -334,6 +334,8 @@ def case_title(key: tuple[Any, ...]) -> str:
         text += f" · {c['nonlinearity']}"
     if c.get("lengths", "full") != "full":
         text += f" · {c['lengths']} lengths"
+    if c.get("mode", "inference") != "inference":
+        text += f" · {c['mode']}"
     return text
 
 
@@ -344,7 +346,10 @@ def series_label(result: dict[str, Any]) -> str:
 
 def flops(result: dict[str, Any]) -> float:
     """FLOPs of one call: 2·B·T·(I+H)·G·H per layer and direction (layer k>0 reads dirs·H; G
-    gate blocks: 1 rnn, 4 lstm, 3 gru), as recorded or else computed from the case."""
+    gate blocks: 1 rnn, 4 lstm, 3 gru), three times that for a training case (the backward
+    pass of each product is two products of its size), as recorded or else computed from the
+    case."""
+    from rnnbench.bench.cases import TRAINING_FLOPS_FACTOR
     from rnnbench.spec import RNNSpec
 
     recorded = result.get("flops", math.nan)
@@ -359,7 +364,8 @@ def flops(result: dict[str, Any]) -> float:
         cell=str(result.get("cell") or "rnn"),
         reset_after=result.get("reset_after"),
     )
-    return float(spec.flops(int(result["batch"]), int(result["seq_len"])))
+    factor = TRAINING_FLOPS_FACTOR if is_training(result) else 1
+    return float(factor * spec.flops(int(result["batch"]), int(result["seq_len"])))
 
 
 def gflops_of(result: dict[str, Any]) -> float:
@@ -388,6 +394,22 @@ def work_fraction(result: dict[str, Any]) -> float:
     if not isinstance(mean, (int, float)) or not math.isfinite(mean):
         return 1.0 if not is_ragged(result) else math.nan
     return float(mean) / float(result["seq_len"])
+
+
+def is_training(result: dict[str, Any]) -> bool:
+    """A result of a training step (``rnnbench bench --mode training``): forward + backward."""
+    return result.get("mode", "inference") == "training"
+
+
+def training_pairs(
+    results: Sequence[dict[str, Any]],
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(training result, the inference result of the same backend, variant and case, or None)
+    for every training result, in the order they appear."""
+    inference = {run_key(r): r for r in results if not is_training(r)}
+    return [
+        (r, inference.get(run_key({**r, "mode": "inference"}))) for r in results if is_training(r)
+    ]
 
 
 def padding_pairs(

@@ -251,6 +251,8 @@ def _fixed_label(fixed: dict[str, Any], also: Sequence[str]) -> str:
         parts.append(f"threads={fixed['threads']}")
     if fixed.get("lengths", "full") != "full":
         parts.append(str(fixed["lengths"]))
+    if fixed.get("mode", "inference") != "inference":
+        parts.append(str(fixed["mode"]))
     return " ".join(parts)
 
 
@@ -306,8 +308,12 @@ def per_step_figure(group: MachineGroup, palette: Palette, prefix: str) -> Figur
 # --- efficiency against the measured peak -------------------------------------------------
 
 
-def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> FigureSet:
-    """Roofline efficiency (GFLOP/s over the measured GEMM peak) against the work per call."""
+def efficiency_figure(
+    group: MachineGroup, palette: Palette, prefix: str, training: bool = False
+) -> FigureSet:
+    """Roofline efficiency (GFLOP/s over the measured GEMM peak) against the work per call;
+    ``training``: of training steps (forward + backward, 3x the forward's FLOPs), a figure
+    named ``{prefix}-training-efficiency-...`` of its own."""
     out = FigureSet()
     rows = [r for r in group.results if is_ok(r) and math.isfinite(r.get("efficiency", math.nan))]
     if not rows:
@@ -333,7 +339,10 @@ def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> Fig
         ax.axhline(100, color="black", linewidth=0.8, linestyle="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("FLOPs per call (2·B·T·(I+H)·G·H per layer and direction, G gates)")
+        ax.set_xlabel(
+            "FLOPs per call (2·B·T·(I+H)·G·H per layer and direction, G gates"
+            + (", ×3 for a training step)" if training else ")")
+        )
         ax.set_ylabel("% of measured GEMM peak")
         from matplotlib.ticker import FuncFormatter
 
@@ -344,14 +353,14 @@ def efficiency_figure(group: MachineGroup, palette: Palette, prefix: str) -> Fig
         peak_text = (
             f"peak {peak_gflops(peak):.4g} GFLOP/s" if peak is not None else "peak not recorded"
         )
-        title = (
-            f"{_cell_prefix(chosen)}Efficiency against the measured peak · {dev_dtype[0]} "
-            f"{dev_dtype[1]} ({peak_text})"
-        )
+        # the y axis says "of measured GEMM peak": a training title is shorter by that
+        what = "Training-step efficiency" if training else "Efficiency against the measured peak"
+        title = f"{_cell_prefix(chosen)}{what} · {dev_dtype[0]} {dev_dtype[1]} ({peak_text})"
         ax.set_title(title, fontsize=10)
         out.figures.append(
             Figure(
-                f"{prefix}-efficiency-{dev_dtype[0]}-{dev_dtype[1]}",
+                f"{prefix}-{'training-' if training else ''}efficiency-{dev_dtype[0]}-"
+                f"{dev_dtype[1]}",
                 title,
                 _png(fig),
                 "dashed line: the peak (100%); higher is better",

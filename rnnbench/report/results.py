@@ -12,9 +12,16 @@ are read. Required fields (the ones every minor has) must be present in every re
 bench/1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``): a 1.0
 result is a vanilla tanh RNN. bench/1.2 added how the batch is padded (``lengths``: "full" or
 "ragged", part of the case key, with ``lengths_mean`` / ``lengths_min`` / ``lengths_max``): an
-older result is a full-length batch. check/1.1 added the spec (and with it the cell) and the LSTM's
-``c_n_max_abs``: a 1.0 check is of a vanilla RNN. ``rnnbench.checks/1`` is a list of check
-results (``{"checks": [...]}``), each read as a check file of its own.
+older result is a full-length batch. bench/1.3 added what a case times (``mode``: "inference"
+or "training", part of the case key; ``flops`` of the timed call, three times
+``forward_flops`` for training; ``backward_path``): an older result is an inference case.
+check/1.1 added the spec (and with it the cell) and the LSTM's ``c_n_max_abs``: a 1.0 check
+is of a vanilla RNN. check/1.2 added the padding, check/1.3 the gradients (each row's
+``grad_status``, ``grad_errors`` and ``grad_bounds`` per array, ``grad_first_bad_step``): an
+older check has none, and its report has no gradient table. A check file may carry the
+``inputs`` it was run with and its ``machine`` (at its top level, or a checks/1 file's for
+every entry). ``rnnbench.checks/1`` is a list of check results (``{"checks": [...]}``), each
+read as a check file of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from rnnbench.commands.common import cell_name
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
-READS: dict[str, tuple[int, int]] = {"bench": (1, 2), "check": (1, 1), "checks": (1, 0)}
+READS: dict[str, tuple[int, int]] = {"bench": (1, 3), "check": (1, 3), "checks": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
@@ -64,6 +71,9 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "reset_after": None,
     "threads": None,
     "lengths": "full",
+    "mode": "inference",
+    "backward_path": None,
+    "forward_flops": math.nan,
     "lengths_mean": math.nan,
     "lengths_min": math.nan,
     "lengths_max": math.nan,
@@ -108,6 +118,13 @@ class CheckFile:
     machine: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)  # empty in check/1.0 files
+    # what the check was run with (seed, sizes, dtypes, backends, ...), when the file says
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether any row carries a gradient verdict (``check --grad``, check/1.3)."""
+        return any(r.get("grad_status") is not None for r in self.rows)
 
     @property
     def cell(self) -> str:
@@ -226,6 +243,7 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
             "efficiency",
             "time_per_step_s",
             "flops",
+            "forward_flops",
             "peak_gflops",
             "lengths_mean",
             "lengths_min",
@@ -248,7 +266,11 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
     )
 
 
-def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
+def _check(
+    data: dict[str, Any], path: str, note: str | None, outer: dict[str, Any] | None = None
+) -> CheckFile:
+    """One check; ``outer`` is the checks/1 file around it, whose ``inputs`` and ``machine``
+    stand for an entry that has none of its own."""
     raw = data.get("rows")
     if not isinstance(raw, list):
         raise ResultsFileError(f"{path}: no 'rows' list", "rerun `rnnbench check --json`")
@@ -261,7 +283,10 @@ def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
         for key in ("max_abs", "max_rel", "h_n_max_abs", "c_n_max_abs"):
             row[key] = _num(row.get(key))
         row["error_per_step"] = [_num(v) for v in row.get("error_per_step") or []]
+        for key in ("grad_errors", "grad_bounds"):
+            row[key] = {str(k): _num(v) for k, v in _dict(row.get(key)).items()}
         rows.append(row)
+    outer = outer or {}
     return CheckFile(
         path=path,
         schema=str(data["schema"]),
@@ -269,10 +294,15 @@ def _check(data: dict[str, Any], path: str, note: str | None) -> CheckFile:
         batch=data.get("batch"),
         seq_len=data.get("seq_len"),
         rows=rows,
-        machine=dict(data.get("machine") or {}),
+        machine=_dict(data.get("machine")) or _dict(outer.get("machine")),
         note=note,
         spec=dict(data.get("spec") or {}),
+        inputs=_dict(data.get("inputs")) or _dict(outer.get("inputs")),
     )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _check_set(data: dict[str, Any], path: str, note: str | None) -> CheckSet:
@@ -290,7 +320,7 @@ def _check_set(data: dict[str, Any], path: str, note: str | None) -> CheckSet:
                 f"{where}: schema rnnbench.{kind}/{major}.{minor}, expected rnnbench.check/1.x",
                 "the file is damaged or not written by `rnnbench check`",
             )
-        checks.append(_check(item, path, check_version(kind, major, minor, where) or note))
+        checks.append(_check(item, path, check_version(kind, major, minor, where) or note, data))
     return CheckSet(path=path, schema=str(data["schema"]), checks=checks, note=note)
 
 

@@ -1,11 +1,12 @@
 """Comparing two benchmark runs case by case, with the noise taken into account.
 
 A case is matched on backend, variant, device, dtype, cell (with a GRU's formula and a vanilla
-RNN's nonlinearity), every size and the padding (full or ragged lengths): an LSTM result is
-never judged against a GRU one, nor a ragged batch against a full one. A file written before
-cells (schema bench/1.0) holds vanilla tanh RNNs; one written before lengths (before bench/1.2)
-holds full-length batches. For each pair the ratio of
-medians new/old is computed, and a verdict is given:
+RNN's nonlinearity), every size, the padding (full or ragged lengths) and the mode (inference
+or training): an LSTM result is never judged against a GRU one, a ragged batch against a full
+one, nor a training step against a forward pass. A file written before cells (schema
+bench/1.0) holds vanilla tanh RNNs; one written before lengths (before bench/1.2) holds
+full-length batches; one written before modes (before bench/1.3) holds inference cases. For
+each pair the ratio of medians new/old is computed, and a verdict is given:
 
 - ``same``: the ratio lies within the threshold (by default 5%: 1/1.05 <= ratio <= 1.05), whether
   or not the change is statistically significant: a real 3% change is not worth a verdict;
@@ -64,6 +65,7 @@ def describe_case(result: dict[str, Any]) -> str:
         + dirs
         + (f" threads={result['threads']}" if result.get("threads") is not None else "")
         + (f" {result['lengths']}" if result.get("lengths", "full") != "full" else "")
+        + (f" {result['mode']}" if result.get("mode", "inference") != "inference" else "")
     )
 
 
