@@ -46,6 +46,18 @@ makes Keras' fused LSTM/GRU functions decline (``NotImplementedError``), so on a
 batches run Keras' generic loop; the kernel log records, per model, what really ran. A mask row
 with no real step is taken on all three backends: the row's outputs are zeros and its final
 state is the initial one.
+
+Gradients (``vjp``) are each Keras backend's own autodiff through the same model, padding and
+mask as the forward pass: ``tf.GradientTape`` (inside ``tf.function(jit_compile=True)`` for the
+jit variant), ``jax.vjp`` of ``model.stateless_call`` (jitted for the jit variant), and on torch
+``torch.autograd.grad`` of the model called with autograd on (the forward pass runs under
+``torch.no_grad``). They are taken with respect to x, every initial state array (zeros when none
+is given) and each layer's ``weights`` in the order ``set_weights`` assigns them, then read back
+into the canonical layout through ``from_keras``: Keras' one bias is both canonical biases
+(``one_bias_grads``), a reset-after GRU keeps its two, and a spec without biases gets zero bias
+gradients. Which kernels the differentiated forward pass ran is recorded like the forward's
+(``info()["backward_kernels"]``, ``info()["backward_path"]``). On TensorFlow the XLA compile of
+the gradient costs about twice the forward's, per model and input shape.
 """
 
 from __future__ import annotations
@@ -61,7 +73,8 @@ import numpy as np
 
 from rnnbench.cell import BaseCell
 from rnnbench.errors import BackendRuntimeError, BackendUnavailableError
-from rnnbench.padding import MASKED_OUTPUTS
+from rnnbench.gradients import Grads, one_bias_grads
+from rnnbench.padding import MASKED_OUTPUTS, Padding
 from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import RNNWeights
@@ -278,6 +291,7 @@ class KerasCell(BaseCell):
     # mask row with no real step (zeros out, the initial state as the final one).
     takes_lengths = True
     takes_mask = True
+    computes_gradients = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KerasCell:
         if cls is KerasCell:
@@ -315,6 +329,11 @@ class KerasCell(BaseCell):
         self._ran: dict[str | None, list[str]] = {}  # kernels each model ran when last traced
         self._layer_weights: list[list[np.ndarray]] = []
         self._kernels: list[str] | None = None  # what the last call ran
+        # The vjp's counterparts: the jit variant's forward+backward function of each model,
+        # the kernels its forward ran when last traced, and what the last vjp ran.
+        self._vjp_fns: dict[str | None, Any] = {}
+        self._vjp_ran: dict[str | None, list[str]] = {}
+        self._backward_kernels: list[str] | None = None
 
     # --- per-backend hooks ---------------------------------------------------------------
     def _check_device(self) -> None:
@@ -323,8 +342,9 @@ class KerasCell(BaseCell):
     def _check_variant(self) -> None:
         """Raise BackendUnavailableError when ``self.variant`` cannot run on this backend."""
 
-    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
-        """Enter backend settings that must hold while building, loading and running."""
+    def _extra_scope(self, stack: contextlib.ExitStack, grad: bool = False) -> None:
+        """Enter backend settings that must hold while building, loading and running;
+        ``grad``: for a vjp, whose forward pass autodiff must see."""
 
     def _compile(self, key: str | None, model: Any) -> Any:
         """The ``jit`` variant's function of the input list, returning the outputs of ``model``
@@ -339,12 +359,23 @@ class KerasCell(BaseCell):
             self._fns[key] = self._compile(key, model)
         return self._fns[key](inputs)
 
+    def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
+        """The function of (inputs, cotangents) that runs ``model`` (the one of ``key``)
+        forwards and backwards by the backend's autodiff, for ``self.variant``: the gradients
+        of the first ``n_float`` inputs (x and the initial states; not the mask), then of
+        ``self._grad_variables(key)``, in that order, on the device."""
+        raise NotImplementedError
+
+    def _backward_detail(self) -> str:
+        """How the vjp differentiates (for ``info()["backward_path"]``)."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
-    def _scope(self) -> Iterator[None]:
+    def _scope(self, grad: bool = False) -> Iterator[None]:
         keras_device = "cpu" if self.device == "cpu" else "gpu:0"
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._keras.device(keras_device))
-            self._extra_scope(stack)
+            self._extra_scope(stack, grad)
             yield
 
     # --- the cell ------------------------------------------------------------------------
@@ -355,7 +386,8 @@ class KerasCell(BaseCell):
             # spec's models to be built again with this spec's weights.
             self._spec = None
             self._models, self._fns, self._ran = {}, {}, {}
-            self._kernels = None
+            self._vjp_fns, self._vjp_ran = {}, {}
+            self._kernels = self._backward_kernels = None
         per_layer = weights.to_keras()
         per_layer = per_layer if spec.num_layers > 1 else [per_layer]
         self._layer_weights = [[np.asarray(a, self.dtype) for a in arrays] for arrays in per_layer]
@@ -400,6 +432,17 @@ class KerasCell(BaseCell):
         padding = self.check_padding(xs, lengths, mask)
         if states is None:
             states = self.zeros_state(xs.shape[0])
+        return self._model_inputs(xs, states, padding)
+
+    def _model_inputs(
+        self,
+        xs: np.ndarray,
+        states: tuple[np.ndarray, ...],
+        padding: Padding | None,
+        grad: bool = False,
+    ) -> tuple[str | None, list[Any]]:
+        """(the key of the model that takes this batch, its input tensors on the device, made
+        in the vjp's scope when ``grad``)."""
         # The model's inputs: x, then each state array split per layer and direction, then
         # for a padded batch its mask (lengths as the mask t < L, Keras' only way to say them).
         flat = [xs, *(s[i] for s in states for i in range(s.shape[0]))]
@@ -408,7 +451,7 @@ class KerasCell(BaseCell):
             key = "zero" if padding.kind == "lengths" else self.mask_output()
         self._model_for(self.spec, key)  # built here, not in the timed run
         ops = self._keras.ops
-        with self._scope():
+        with self._scope(grad):
             tensors = [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in flat]
             if padding is not None:
                 tensors.append(ops.convert_to_tensor(padding.mask, dtype="bool"))
@@ -435,6 +478,121 @@ class KerasCell(BaseCell):
             )
         return y, self.public_state(states)
 
+    # --- gradients -----------------------------------------------------------------------
+    def _grad_variables(self, key: str | None) -> list[Any]:
+        """The variables of the model of ``key`` whose gradients the vjp takes: per recurrent
+        layer, ``layer.weights``, the order ``set_weights`` assigns ``to_keras()``'s list
+        (a ``Bidirectional`` layer's forward layer's, then its backward layer's). All of them
+        are trainable: Keras' recurrent layers hold no other weights."""
+        model = self._models[key]
+        found = [v for name in layer_names(self.spec) for v in model.get_layer(name).weights]
+        trainable = {id(v) for v in model.trainable_variables}
+        frozen = [v.path for v in found if id(v) not in trainable]
+        if frozen:
+            raise BackendRuntimeError(
+                f"backend {self.name!r}: Keras holds the layer weights {frozen} as "
+                "non-trainable, so its autodiff would not differentiate them",
+                "report this with the Keras version: rnnbench builds its layers trainable",
+            )
+        return found
+
+    def _n_float_inputs(self) -> int:
+        """x and the initial state arrays, split per layer and direction (the model's
+        inputs before the mask)."""
+        spec = self.spec
+        return 1 + len(spec.state_names) * spec.num_layers * spec.num_directions
+
+    def _prepare_vjp(
+        self,
+        x: np.ndarray,
+        h0: tuple[np.ndarray, ...],
+        dy: np.ndarray,
+        dstates: tuple[np.ndarray, ...],
+        padding: Padding | None,
+    ) -> Any:
+        # The same model, inputs and mask as the forward pass, made in the vjp's scope; the
+        # cotangents are those of the model's outputs, y then each final state stacked
+        # (layers*dirs, batch, hidden).
+        key, inputs = self._model_inputs(x, h0, padding, grad=True)
+        ops = self._keras.ops
+        with self._scope(grad=True):
+            cotangents = [ops.convert_to_tensor(c, dtype=str(self.dtype)) for c in (dy, *dstates)]
+            inputs = self._grad_inputs(inputs)
+        return key, inputs, cotangents
+
+    def _grad_inputs(self, inputs: list[Any]) -> list[Any]:
+        """Hook: the input tensors made ready for the backend's autodiff."""
+        return inputs
+
+    def run_vjp(self, prepared: Any) -> Any:
+        """The model's forward pass and its backward pass by the backend's autodiff, left on
+        the device: a flat list of tensors (the gradients of x, of each initial state array,
+        then of each layer's weights), which ``synchronize`` waits for."""
+        key, inputs, cotangents = prepared
+        with self._scope(grad=True), recording() as ran:
+            if key not in self._vjp_fns:
+                self._vjp_fns[key] = self._gradient_fn(
+                    key, self._models[key], self._n_float_inputs()
+                )
+            grads = list(self._vjp_fns[key](inputs, cotangents))
+        if ran:  # as in run(): a compiled function records only while it traces
+            self._vjp_ran[key] = list(dict.fromkeys(ran))
+        self._backward_kernels = self._vjp_ran.get(key, [])
+        missing = [i for i, g in enumerate(grads) if g is None]
+        if missing:
+            raise BackendRuntimeError(
+                f"backend {self.name!r}: Keras' {self.keras_backend} autodiff gave no gradient "
+                f"for sources {missing} (x, the initial states, then the layer weights)",
+                "every input and weight reaches the outputs; report this with the versions",
+            )
+        return grads
+
+    def fetch_vjp(self, result: Any) -> Grads:
+        spec = self.spec
+        with self._scope():
+            arrays = [np.asarray(self._keras.ops.convert_to_numpy(t)) for t in result]
+        wrong = {str(a.dtype) for a in arrays if a.dtype != self.dtype}
+        if wrong:
+            raise BackendRuntimeError(
+                f"backend {self.name!r} computed gradients in {', '.join(sorted(wrong))}, not "
+                f"the requested {self.dtype}",
+                "a float64 Keras layer needs its backend's 64-bit mode",
+            )
+        n_float = self._n_float_inputs()
+        rows = spec.num_layers * spec.num_directions  # arrays per state, state-major
+        dstates = tuple(
+            np.stack(arrays[1 + j * rows : 1 + (j + 1) * rows])
+            for j in range(len(spec.state_names))
+        )
+        # Per layer the list set_weights takes (2 or 3 arrays per direction), read back by the
+        # converter weights take; Keras' one bias is both canonical biases (one_bias_grads).
+        per_direction = 3 if spec.bias else 2
+        per_layer = per_direction * spec.num_directions
+        lists = [
+            arrays[n_float + k * per_layer : n_float + (k + 1) * per_layer]
+            for k in range(spec.num_layers)
+        ]
+        weights = one_bias_grads(
+            RNNWeights.from_keras(
+                lists if spec.num_layers > 1 else lists[0],
+                nonlinearity=spec.nonlinearity,
+                bidirectional=spec.bidirectional,
+                cell=spec.cell,
+                reset_after=spec.reset_after,
+            )
+        ).astype(self.dtype)
+        return Grads(dx=arrays[0], dh0=self.public_state(dstates), weights=weights)
+
+    def backward_path(self) -> str | None:
+        """What the last vjp ran (None before one): the autodiff and the recurrence kernels
+        its forward pass ran, which it differentiated."""
+        if self._backward_kernels is None:
+            return None
+        kernels = " + ".join(self._backward_kernels) or "not recorded"
+        return f"keras {self.keras_backend} {self.variant}: {self._backward_detail()}; " + (
+            f"recurrence: {kernels}"
+        )
+
     def path(self) -> str:
         how, sync = self._path_detail()
         return (
@@ -455,6 +613,8 @@ class KerasCell(BaseCell):
         out = super().info()
         out["keras_backend"] = str(self._keras.backend.backend())
         out["kernels"] = list(self._kernels or [])
+        out["backward_path"] = self.backward_path()
+        out["backward_kernels"] = list(self._backward_kernels or [])
         out["versions"] = {
             "keras": self._keras.__version__,
             self.keras_backend: _module_version(self.keras_backend),
@@ -481,14 +641,38 @@ class KerasTensorFlowCell(KerasCell):
 
         return tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)
 
+    def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
+        import tensorflow as tf
+
+        # The tf.Variables the layers read (Keras' variables wrap them).
+        variables = [v.value for v in self._grad_variables(key)]
+
+        def gradients(inputs: list[Any], cotangents: list[Any]) -> Any:
+            watched = inputs[:n_float]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(watched)
+                tape.watch(variables)
+                outputs = model(inputs, training=False)
+            return tape.gradient(outputs, [*watched, *variables], output_gradients=cotangents)
+
+        if self.variant == "eager":
+            return gradients
+        return tf.function(gradients, jit_compile=True)
+
     def synchronize(self, result: Any) -> None:
-        # TensorFlow has no "wait for this tensor": a host copy is the only way.
+        # TensorFlow has no "wait for this tensor": a host copy is the only way. (A forward
+        # result and a vjp result are both flat sequences of tensors.)
         for t in result:
             t.numpy()
 
     def _path_detail(self) -> tuple[str, str]:
         how = "model call" if self.variant == "eager" else "tf.function(jit_compile=True) (XLA)"
         return how, "a .numpy() host copy (TF's only way)"
+
+    def _backward_detail(self) -> str:
+        if self.variant == "eager":
+            return "tf.GradientTape around the model call, op by op"
+        return "tf.GradientTape in tf.function(jit_compile=True) (XLA)"
 
 
 class KerasJaxCell(KerasCell):
@@ -516,7 +700,7 @@ class KerasJaxCell(KerasCell):
                     "install jax[cuda12] on a machine with an NVIDIA GPU, or use device='cpu'",
                 ) from exc
 
-    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
+    def _extra_scope(self, stack: contextlib.ExitStack, grad: bool = False) -> None:
         import jax
 
         # Scoped (thread-local) switches, not process-wide ones: float64 needs JAX's 64-bit
@@ -551,6 +735,28 @@ class KerasJaxCell(KerasCell):
 
         return lambda inputs: forward(*self._values[key], inputs)
 
+    def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
+        import jax
+
+        # stateless_call takes the values in model.trainable_variables' order; the gradients
+        # come back in _grad_variables' order (per layer, as set_weights assigns them).
+        position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        order = [position[id(v)] for v in self._grad_variables(key)]
+
+        def gradients(tv: Any, ntv: Any, floats: Any, rest: Any, cotangents: Any) -> Any:
+            def forward(tv: Any, floats: Any) -> Any:
+                outputs, _ = model.stateless_call(tv, ntv, [*floats, *rest], training=False)
+                return outputs
+
+            _, pullback = jax.vjp(forward, tv, floats)
+            d_tv, d_floats = pullback(list(cotangents))
+            return [*d_floats, *(d_tv[i] for i in order)]
+
+        fn = jax.jit(gradients) if self.variant == "jit" else gradients
+        return lambda inputs, cotangents: fn(
+            *self._values[key], inputs[:n_float], inputs[n_float:], cotangents
+        )
+
     def synchronize(self, result: Any) -> None:
         import jax
 
@@ -560,6 +766,11 @@ class KerasJaxCell(KerasCell):
         how = "model call" if self.variant == "eager" else "jax.jit(model.stateless_call) (XLA)"
         precision = "matmul precision highest" if self.dtype == np.float32 else "x64 mode"
         return f"{how}; {precision}", "block_until_ready"
+
+    def _backward_detail(self) -> str:
+        if self.variant == "eager":
+            return "jax.vjp of model.stateless_call, op by op"
+        return "jax.vjp of model.stateless_call in jax.jit (XLA)"
 
 
 class KerasTorchCell(KerasCell):
@@ -577,10 +788,40 @@ class KerasTorchCell(KerasCell):
                 "device='cpu'",
             )
 
-    def _extra_scope(self, stack: contextlib.ExitStack) -> None:
+    def _extra_scope(self, stack: contextlib.ExitStack, grad: bool = False) -> None:
         import torch
 
-        stack.enter_context(torch.no_grad())  # inference, as Keras' predict does
+        # Never inference mode, even inside a caller's: the models' variables and the inputs
+        # made here must also serve a vjp, and autograd cannot use inference tensors.
+        stack.enter_context(torch.inference_mode(False))
+        if grad:
+            stack.enter_context(torch.enable_grad())
+        else:
+            stack.enter_context(torch.no_grad())  # inference, as Keras' predict does
+
+    def _grad_inputs(self, inputs: list[Any]) -> list[Any]:
+        # x and the initial states become leaves that require grad; the mask stays as it is.
+        n_float = self._n_float_inputs()
+        return [t.requires_grad_(True) for t in inputs[:n_float]] + inputs[n_float:]
+
+    def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
+        import torch
+
+        # Keras' torch variables hold a torch Parameter each (what the layers read).
+        variables = self._grad_variables(key)
+        params = [v.value for v in variables]
+        frozen = [v.path for v, p in zip(variables, params) if not p.requires_grad]
+        if frozen:
+            raise BackendRuntimeError(
+                f"backend {self.name!r}: the torch Parameters of {frozen} do not require grad",
+                "report this with the Keras version: rnnbench builds its layers trainable",
+            )
+
+        def gradients(inputs: list[Any], cotangents: list[Any]) -> Any:
+            outputs = model(inputs, training=False)
+            return torch.autograd.grad(outputs, [*inputs[:n_float], *params], cotangents)
+
+        return gradients
 
     def _check_variant(self) -> None:
         if self.variant == "jit":
@@ -607,6 +848,9 @@ class KerasTorchCell(KerasCell):
     def _path_detail(self) -> tuple[str, str]:
         sync = "torch.cuda.synchronize" if self.device == "cuda" else "none needed on cpu"
         return "model call under torch.no_grad", sync
+
+    def _backward_detail(self) -> str:
+        return "torch.autograd.grad through the model call"
 
 
 _CELL_CLASSES: dict[str, type[KerasCell]] = {

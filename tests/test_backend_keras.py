@@ -1,8 +1,8 @@
 """The Keras 3 backends (keras on TensorFlow, keras-jax, keras-torch), each in its own worker
 process: every cell against the float64 reference, full and padded batches (lengths and masks,
-through Keras' masks), which Keras kernel ran the recurrence, which Keras backend ran, and what
-each refuses and why. Cells come from the session's ``cells`` cache, so each worker starts once
-and its cells are reused."""
+through Keras' masks), gradients by each backend's own autodiff against the float64 BPTT, which
+Keras kernel ran the recurrence, which Keras backend ran, and what each refuses and why. Cells
+come from the session's ``cells`` cache, so each worker starts once and its cells are reused."""
 
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reference_cases import CASES, CELL_CASES, cast_state, check_case, make_case
+from reference_cases import (
+    CASES,
+    CELL_CASES,
+    cast_state,
+    check_case,
+    check_grad_arrays,
+    grad_cotangents,
+    make_case,
+)
 from rnnbench.backends.keras_backend import KERNELS
 
 import rnnbench as rb
+from rnnbench.gradients import reference_vjp
 from rnnbench.padding import as_written, check_padding, lengths_mask, random_mask
 
 KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
@@ -225,6 +234,89 @@ def test_padded_batches(cells: Any, cell: str) -> None:
     run_concurrently({name: job(name) for name in KERAS_BACKENDS})
 
 
+# --- gradients (vjp) -----------------------------------------------------------------------
+# Each backend's autodiff through the forward pass's own model and mask (see keras_backend):
+# tf.GradientTape, jax.vjp of stateless_call, torch autograd. The padded shapes and models above
+# are reused; test_equivalence.py::test_gradients runs every backend's default (jit) variant.
+BACKWARD = {
+    "keras": "tf.GradientTape",
+    "keras-jax": "jax.vjp of model.stateless_call",
+    "keras-torch": "torch.autograd.grad",
+}
+
+
+def check_vjp(
+    cell: Any, name: str, spec: rb.RNNSpec, dtype: str, padding: dict[str, Any], kernel: str
+) -> None:
+    """The cell's vjp of ``spec`` (from an initial state, seeded cotangents of y and the final
+    state) against the float64 BPTT on every canonical array: dx, dh0 (dc0), and each layer's
+    and direction's weights mapped back by from_keras; then the autodiff and the recurrence
+    kernel it went through. A cell that writes zeros at the masked steps of a mask, where the
+    reference repeats, has the reference's gradients of dy with those steps zeroed."""
+    weights, x, h0 = make_case(spec, PAD_B, PAD_T, True)
+    dy, dh_n = grad_cotangents(spec, PAD_B, PAD_T)
+    if "mask" in padding and cell.info()["mask_output"] == "zero":
+        dy = np.where(padding["mask"][:, :, None], dy, 0.0)
+    cell.load(weights.astype(dtype))
+    got = cell.vjp(
+        x.astype(dtype), cast_state(h0, dtype), dy.astype(dtype), cast_state(dh_n, dtype), **padding
+    )
+    want = reference_vjp(weights, x, h0, dy, dh_n, **padding)
+    check_grad_arrays(got.arrays(), want.arrays(), dtype, zero_ok=not spec.bias)
+    info = cell.info()
+    assert BACKWARD[name] in info["backward_path"], info["backward_path"]
+    if not NVIDIA_GPU:
+        assert info["backward_kernels"] == [kernel], (spec.describe(), info["backward_kernels"])
+        assert f"recurrence: {kernel}" in info["backward_path"]
+
+
+# Where the gradients run: TensorFlow eager in float64 (the tight tolerance, no XLA compile of a
+# gradient per model), keras-torch (eager, cheap) in float32 beside it; keras-jax's jit in
+# test_vjp_of_the_jit_variants_runs_the_weights_loaded_last.
+VJP_RUNS = {"keras": ("float64", "eager"), "keras-torch": ("float32", "eager")}
+
+
+@pytest.mark.parametrize("cell", list(PAD_CELLS))
+def test_vjp_matches_the_float64_bptt(cells: Any, cell: str) -> None:
+    """Two bidirectional layers from an initial state on ragged lengths: every layer's and
+    direction's gradients, through Keras' mask in its generic loop."""
+    spec = padded_specs(cell)[0]
+
+    def job(name: str) -> Callable[[], None]:
+        def run() -> None:
+            dtype, variant = VJP_RUNS[name]
+            keras_cell = cells.get(name, dtype, variant=variant)
+            check_vjp(keras_cell, name, spec, dtype, {"lengths": PAD_LENGTHS}, GENERIC[name])
+
+        return run
+
+    run_concurrently({name: job(name) for name in VJP_RUNS})
+
+
+def test_vjp_without_biases_and_of_fused_kernels(cells: Any) -> None:
+    """A spec without biases (Keras holds no bias variable: the canonical bias gradients are
+    zeros) on the mask with holes, where a unidirectional layer repeats its previous output on
+    TensorFlow and torch; and keras-torch's fused LSTM and GRU loops on full batches, which
+    autograd differentiates as they ran."""
+
+    def tensorflow() -> None:
+        spec = rb.RNNSpec(PAD_I, PAD_H, cell="lstm", bias=False)
+        keras_cell = cells.get("keras", "float64", variant="eager")
+        check_vjp(keras_cell, "keras", spec, "float64", {"mask": PAD_MASK}, GENERIC["keras"])
+
+    def torch() -> None:
+        keras_cell = cells.get("keras-torch", "float32", variant="eager")
+        for cell in ("lstm", "gru"):
+            spec = padded_specs(cell)[1]
+            kernel = expected_kernel("keras-torch", spec)
+            check_vjp(keras_cell, "keras-torch", spec, "float32", {}, kernel)
+        spec = rb.RNNSpec(PAD_I, PAD_H, cell="gru", bias=False)
+        mask = {"mask": PAD_MASK}
+        check_vjp(keras_cell, "keras-torch", spec, "float32", mask, GENERIC["keras-torch"])
+
+    run_concurrently({"keras": tensorflow, "keras-torch": torch})
+
+
 def test_kernel_log_is_kept_per_model(cells: Any) -> None:
     """A jitted function that runs without tracing reports what its own model ran when traced:
     keras-jax runs a full batch of the reset-after GRU in its fused scan and a padded one in its
@@ -279,6 +371,32 @@ def test_reloading_weights_of_the_same_spec_runs_the_new_ones(cells: Any, name: 
         assert np.all(outputs[-1][1][~lengths_mask(lengths, 5)] == 0.0)
     for first, second in zip(*outputs):
         assert np.abs(first - second).max() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["keras", "keras-jax"])
+def test_vjp_of_the_jit_variants_runs_the_weights_loaded_last(cells: Any, name: str) -> None:
+    """The jit variants compile forward+backward once per model and shape (TensorFlow's
+    GradientTape in XLA, jax.vjp in jax.jit) and keep it across loads of one spec: the
+    gradients are those of the weights loaded last. The shapes and models are the reloading
+    test's (a reset-after GRU on ragged lengths)."""
+    spec = rb.RNNSpec(3, 4, cell="gru")
+    cell = cells.get(name, "float32", variant="jit")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    lengths = np.array([5, 2])
+    dy, dh_n = grad_cotangents(spec, 2, 5)
+    found = []
+    for seed in (1, 2):
+        weights = rb.RNNWeights.random(spec, seed=seed, dtype="float64")
+        cell.load(weights.astype("float32"))
+        got = cell.vjp(x.astype(np.float32), None, dy, dh_n, lengths=lengths).arrays()
+        want = reference_vjp(weights, x, None, dy, dh_n, lengths=lengths).arrays()
+        check_grad_arrays(got, want, "float32")
+        found.append(got)
+    assert np.abs(found[0]["l0.forward.w_hh"] - found[1]["l0.forward.w_hh"]).max() > 1e-2
+    info = cell.info()
+    assert "jit" in info["backward_path"] and BACKWARD[name] in info["backward_path"]
+    if not NVIDIA_GPU:  # recorded when traced, reported for the run that did not trace
+        assert info["backward_kernels"] == [GENERIC[name]]
 
 
 @pytest.mark.parametrize("name", list(KERAS_BACKENDS))
