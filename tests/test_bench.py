@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -205,6 +205,7 @@ def test_results_file_schema_and_resume(tmp_path: Path) -> None:
         assert rec["min_s"] == min(rec["samples"])
         assert rec["gflops"] == pytest.approx(rec["flops"] / rec["median_s"] / 1e9)
         assert rec["efficiency"] == pytest.approx(rec["gflops"] / peak["gflops"])
+        assert rec["peak_id"] == peak["peak_id"] == f"cpu/float32@{machine['machine_id']}"
         assert rec["time_per_step_s"] == pytest.approx(rec["median_s"] / 5)
         assert (rec["batch"], rec["seq_len"], rec["input_size"], rec["hidden_size"]) == (2, 5, 3, 4)
     before = {r["backend"]: r["samples"] for r in data["results"]}
@@ -249,7 +250,7 @@ def test_sweep_over_cells_and_resume(tmp_path: Path, refusing_backend: str) -> N
     summary = quiet_run(config)
     assert summary.exit_code() == 0
     data = json.loads(out.read_text())
-    assert data["schema"] == SCHEMA == "rnnbench.bench/1.3"
+    assert data["schema"] == SCHEMA == "rnnbench.bench/1.4"
     got = {(r["backend"], r["cell"], r["reset_after"]): r for r in data["results"]}
     assert len(got) == 8
     for (backend, cell, reset_after), rec in got.items():
@@ -330,7 +331,7 @@ def test_old_schema_file_resumes_as_rnn(tmp_path: Path) -> None:
     )
     # a newer minor is not resumed: its key may hold fields this version does not know
     out.write_text(json.dumps({**old, "schema": "rnnbench.bench/1.9"}))
-    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.3"):
+    with pytest.raises(rb.RNNBenchError, match=r"resumes rnnbench.bench/1.0 to 1.4"):
         ResultsFile(out)
 
 
@@ -642,13 +643,13 @@ def test_a_1_2_file_resumes_as_inference(tmp_path: Path) -> None:
     out = tmp_path / "old.json"
     out.write_text(json.dumps({"schema": "rnnbench.bench/1.2", "results": [old]}))
     file = ResultsFile(out)
-    assert file.data["schema"] == SCHEMA == "rnnbench.bench/1.3"
+    assert file.data["schema"] == SCHEMA == "rnnbench.bench/1.4"
     record = file.results[0]
     assert record["mode"] == "inference" and record["forward_flops"] == case.flops
     training = BenchCase("numpy", "hoisted", "cpu", "float32", 2, 5, 3, 4, mode="training")
     assert file.is_done(case) and not file.is_done(training)
     file.save()
-    assert json.loads(out.read_text())["schema"] == "rnnbench.bench/1.3"
+    assert json.loads(out.read_text())["schema"] == "rnnbench.bench/1.4"
 
 
 @pytest.fixture
@@ -755,3 +756,199 @@ def test_bench_cli_mode(
         main(["bench", "--backends", "numpy", "--mode", "inference,backward"])
     assert exc.value.code == 2 and len(seen) == 2
     assert "argument --mode: unknown mode 'backward'" in capsys.readouterr().err
+
+
+# --- the results file: written with a record, merged per machine, each result's peak kept ----
+
+
+class InProcessWorker:
+    """A worker that runs the job functions in this process (no process start), and a GEMM
+    "peak" that counts its measurements and returns the next rate of ``rates``."""
+
+    rates: ClassVar[list[float | None]] = []
+    measured: ClassVar[list[str]] = []
+
+    def __init__(self, name: str, env: Any) -> None:
+        self.name, self.alive = name, True
+
+    def call(self, target: str, arrays: Any = None, timeout: Any = None, **kwargs: Any) -> Any:
+        from rnnbench.bench import jobs
+
+        name = target.rpartition(":")[2]
+        if name == "gemm_peak":
+            self.measured.append(f"{kwargs['device']}/{kwargs['dtype']}")
+            rate = self.rates.pop(0)
+            if rate is None:
+                raise rb.BackendRuntimeError("fake: the GEMM died", "try again")
+            return {"device": kwargs["device"], "dtype": kwargs["dtype"], "gflops": rate,
+                    "library": "fake", "size": 8}, {}  # fmt: skip
+        return getattr(jobs, name)(None, **kwargs)
+
+    def kill(self) -> None:
+        self.alive = False
+
+    def close(self) -> None:
+        self.alive = False
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, fake_backend: str) -> Any:
+    """Sweeps without worker processes: jobs in-process, a counted fake peak, a machine record
+    whose host a test picks (``in_process.host = "b"``: another machine), and runtime facts
+    that name the host."""
+    from rnnbench.bench import jobs, runner
+
+    class Setup:
+        host = "a"
+
+    InProcessWorker.rates, InProcessWorker.measured = [], []
+    monkeypatch.setattr(runner, "Worker", InProcessWorker)
+    monkeypatch.setattr(runner, "machine_record", lambda: {"hostname": Setup.host, "cpu": {}})
+    monkeypatch.setattr(jobs, "runtime_info", lambda: {"threads": {"host": Setup.host}, "tf32": {}})
+    return Setup
+
+
+def _sweep(out: Path, backends: list[str], batches: list[int], **extra: Any) -> Any:
+    config = BenchConfig(
+        backends=backends,
+        variants=["bench-fake:ok"] if "bench-fake" in backends else None,
+        out=str(out),
+        min_time=0.0,
+        min_rounds=1,
+        warmup_time=0.0,
+        warmup_rounds=1,
+        **{**TINY, "batches": batches},
+        **extra,
+    )
+    return quiet_run(config)
+
+
+def test_results_file_written_only_with_a_record(
+    tmp_path: Path, in_process: Any, no_grads_backend: str
+) -> None:
+    """A resume with nothing to measure, or a run that stops at planning, leaves the file
+    byte for byte (no peak measured again, no machine record replaced) and makes none."""
+    out = tmp_path / "bench.json"
+    InProcessWorker.rates = [100.0]
+    assert _sweep(out, ["numpy"], [2]).exit_code() == 0
+    before = out.read_bytes()
+    data = json.loads(before)
+    assert [r["status"] for r in data["results"]] == ["ok"] and InProcessWorker.measured
+    InProcessWorker.measured.clear()
+    in_process.host = "b"  # even from another machine: nothing measured, nothing written
+    assert _sweep(out, ["numpy"], [2]).already_done == 1
+    with pytest.raises(rb.RNNBenchError, match="nosuch"):
+        _sweep(out, ["numpy", "nosuch"], [2, 3])  # an unknown backend, found at planning
+    assert out.read_bytes() == before and InProcessWorker.measured == []
+    fresh = tmp_path / "sub" / "new.json"
+    with pytest.raises(rb.RNNBenchError, match="nosuch"):
+        _sweep(fresh, ["nosuch"], [2])
+    assert not fresh.parent.exists()
+    # a case recorded as skipped in this run is a record: the file is written with it
+    skipped = _sweep(out, [no_grads_backend], [2], modes=["training"], peak=False)
+    assert skipped.count("skipped") == 1 and skipped.exit_code() == 3
+    assert json.loads(out.read_text())["machine"]["hostname"] == "b"
+
+
+def test_machine_record_is_merged_per_backend(tmp_path: Path, in_process: Any) -> None:
+    """A run that times one backend keeps what earlier runs recorded for the others, and a
+    resume on another machine keeps the first machine's record and runtime facts."""
+    out = tmp_path / "bench.json"
+    assert _sweep(out, ["numpy"], [2], peak=False).exit_code() == 0
+    assert _sweep(out, ["bench-fake"], [2], peak=False).exit_code() == 0
+    data = json.loads(out.read_text())
+    (first,) = data["machines"]
+    assert data["machine"]["machine_id"] == first
+    both = {"numpy": {"host": "a"}, "bench-fake": {"host": "a"}}
+    assert data["machine"]["threads"] == data["machines"][first]["threads"] == both
+    in_process.host = "b"
+    assert _sweep(out, ["numpy"], [3], peak=False).exit_code() == 0
+    data = json.loads(out.read_text())
+    second = data["machine"]["machine_id"]
+    assert set(data["machines"]) == {first, second} and second != first
+    assert data["machines"][first]["threads"] == both  # not lost to the other machine's run
+    assert data["machine"]["threads"] == data["machines"][second]["threads"]
+    assert data["machine"]["threads"] == {"numpy": {"host": "b"}}
+    # a file before 1.4 kept the runtime facts on its top-level record only: they are its
+    # machine's, and a resume on another machine keeps them there
+    old = {**data, "schema": "rnnbench.bench/1.3", "machines": {first: {"hostname": "a"}}}
+    old["machine"] = {"hostname": "a", "machine_id": first, "threads": both, "tf32": {}}
+    out.write_text(json.dumps(old))
+    assert _sweep(out, ["numpy"], [4], peak=False).exit_code() == 0
+    assert json.loads(out.read_text())["machines"][first]["threads"] == both
+
+
+def test_each_result_keeps_its_peak(tmp_path: Path, in_process: Any) -> None:
+    """A resume on the same machine uses the file's peak (one denominator for all of that
+    machine's efficiencies); another machine measures its own next to it; every result names
+    the peak it was computed against, which the file still holds; a failed peak is measured
+    again; the report reads the efficiencies."""
+    import math
+
+    from rnnbench.report.model import gather
+
+    out = tmp_path / "bench.json"
+    InProcessWorker.rates = [None, 100.0, 300.0]
+    assert _sweep(out, ["numpy"], [2]).exit_code() == 0  # the peak failed: no efficiency
+    assert _sweep(out, ["numpy"], [3]).exit_code() == 0  # measured again: 100
+    assert _sweep(out, ["numpy"], [4]).exit_code() == 0  # kept: not measured a third time
+    assert InProcessWorker.measured == ["cpu/float32"] * 2
+    in_process.host = "b"
+    assert _sweep(out, ["numpy"], [5]).exit_code() == 0  # another machine: its own, 300
+    data = json.loads(out.read_text())
+    ids = {r["batch"]: r.get("peak_id") for r in data["results"]}
+    a, b = (f"cpu/float32@{m}" for m in data["machines"])
+    assert ids == {2: None, 3: a, 4: a, 5: b}
+    assert {k: p["gflops"] for k, p in data["peaks"].items()} == {a: 100.0, b: 300.0}
+    assert data["peak"]["cpu/float32"]["peak_id"] == b  # the latest run's, as before 1.4
+    for r in data["results"][1:]:
+        peak = data["peaks"][r["peak_id"]]
+        assert r["peak_gflops"] == peak["gflops"] and peak["machine_id"] == r["machine_id"]
+        assert r["efficiency"] == pytest.approx(r["gflops"] / peak["gflops"])
+    shown = {r["batch"]: r["efficiency"] for g in gather([out]).machines for r in g.results}
+    assert shown[5] == pytest.approx(data["results"][3]["efficiency"]) and math.isnan(shown[2])
+    # a 1.3 file's peak goes to the machine whose results name it; it is then kept
+    old = {k: v for k, v in data.items() if k != "peaks"}
+    old["schema"] = "rnnbench.bench/1.3"
+    old["peak"] = {"cpu/float32": {"gflops": 100.0, "device": "cpu", "dtype": "float32"}}
+    old["results"] = [{k: v for k, v in r.items() if k != "peak_id"} for r in data["results"]]
+    out.write_text(json.dumps(old))
+    in_process.host = "a"
+    assert _sweep(out, ["numpy"], [6]).exit_code() == 0 and len(InProcessWorker.measured) == 3
+    data = json.loads(out.read_text())
+    assert [r.get("peak_id") for r in data["results"]] == [None, a, a, None, a]
+    assert list(data["peaks"]) == [a]
+
+
+def test_result_and_report_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from rnnbench.report import write_report
+
+    out = tmp_path / "bench.json"
+    file = ResultsFile(out)
+    file.add({**BenchCase("numpy", "hoisted", "cpu", "float32", 2, 5, 3, 4).to_dict(),
+              "status": "ok", "median_s": 1e-3, "samples": [1e-3]})  # fmt: skip
+    mask = os.umask(0o027)
+    try:
+        file.save()
+        written = write_report([out], tmp_path / "report", figures=False)
+    finally:
+        os.umask(mask)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (out, written["markdown"], written["html"])}
+    assert modes == {0o640}
+
+
+def test_bench_out_refuses_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rnnbench.bench as bench_pkg
+
+    ran: list[Any] = []
+    monkeypatch.setattr(bench_pkg, "run_bench", lambda *a, **k: ran.append(a))
+    report = tmp_path / "report.md"
+    report.write_text("# rnnbench report\n")
+    assert main(["bench", "--backends", "numpy", "--out", str(report)]) == 2
+    assert "will not overwrite it" in capsys.readouterr().err
+    assert report.read_text() == "# rnnbench report\n" and ran == []

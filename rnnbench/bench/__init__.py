@@ -6,7 +6,7 @@
   calls, measure a GEMM peak); they import the backend's library, nothing here does.
 - ``stats``: median, IQR and min of the raw samples.
 - ``machine``: the machine record written into every results file.
-- ``results``: the results file (schema ``rnnbench.bench/1.3``), written atomically after every
+- ``results``: the results file (schema ``rnnbench.bench/1.4``), written atomically after every
   case, and resumable.
 - ``runner``: starts one worker per backend and variant, enforces the timeout, records failures.
 - ``progress``: a rich progress bar on a terminal, plain lines otherwise.

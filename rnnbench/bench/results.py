@@ -1,9 +1,10 @@
-"""The results file: ``{"schema", "machine", "machines", "peak", "results": [...]}``.
+"""The results file: ``{"schema", "machine", "machines", "peak", "peaks", "results": [...]}``.
 
-It is rewritten whole after every case, atomically (a temporary file in the same folder, then
-``os.replace``), so that a crash or Ctrl-C at any moment leaves either the previous or the new
-complete file, never half of one. Opening an existing file resumes it: cases already measured
-(status "ok") are skipped; any other status is measured again and its record replaced.
+It is rewritten whole after every case, atomically (``rnnbench.fileio``: a temporary file in the
+same folder, then ``os.replace``; the file gets the umask's mode), so that a crash or Ctrl-C at
+any moment leaves either the previous or the new complete file, never half of one. Opening an
+existing file resumes it: cases already measured (status "ok") are skipped; any other status is
+measured again and its record replaced.
 
 Schema 1.1 added the cell to every result (``cell``, ``reset_after``, ``nonlinearity``, all part
 of the case key). A 1.0 file resumes as what it held, vanilla tanh RNNs: its records get those
@@ -18,6 +19,35 @@ Schema 1.3 added what a case times (``mode``: "inference", the forward pass, or 
 the forward and backward pass of one loss; part of the case key), ``flops`` of the timed call
 (three times ``forward_flops`` for training) and a training case's ``backward_path``. Every case
 before it timed the forward pass: an older record resumes as "inference".
+
+Schema 1.4 keeps every machine's record and every peak a result was computed against:
+
+- Nothing is written until the first record of a run is added (a case measured, or recorded
+  with the status it got in this run), and then the run's machine and peaks go in with it: a
+  run that stops at planning (an unknown backend) or a resume with nothing left to measure
+  leaves the file as it was.
+- ``machines`` maps each ``machine_id`` to its record, with the ``threads`` and ``tf32`` each
+  backend's worker reported on it, merged per backend: a run that times only numpy keeps what
+  an earlier run recorded for torch. ``machine`` is the record of the latest run's machine
+  (with its ``machine_id``), the same as its entry in ``machines``.
+- ``peaks`` maps a peak id, ``"<key>@<machine_id>"`` (the key is ``device/dtype`` or
+  ``device/dtype/threads=N``), to the GEMM peak measured for that key on that machine; every
+  result computed against a peak names it (``peak_id``, with ``peak_key`` and ``peak_gflops``,
+  the denominator of its ``efficiency``). A peak is measured once per key and machine and then
+  kept: a resume on the same machine (same hardware and library versions, see
+  ``machine_id``) uses the file's peak instead of measuring again, so every efficiency of one
+  machine in a file is against one peak the file holds. Measuring again on each resume would
+  give each run's results a different denominator (a GEMM rate varies by a few percent from
+  run to run) and make efficiencies in one table incomparable; only a peak whose measurement
+  failed (no ``gflops``, so no result used it) is measured again. A resume on another machine
+  measures its own peak under its own id, next to the first machine's. ``peak`` maps each key
+  to the latest run's peak for it (what readers before 1.4 show).
+- A file before 1.4 resumes with what it can tell: its top-level machine's threads and TF32
+  go into that machine's ``machines`` entry; a peak of ``peak`` goes into ``peaks`` (and its
+  results get its ``peak_id``) when results of one machine carry its ``peak_key`` and
+  ``peak_gflops``. A peak that no result names is not attributed to a machine, so it is
+  measured again; a result whose peak an older version already replaced keeps its
+  ``peak_gflops``, which is all that is left of it.
 """
 
 from __future__ import annotations
@@ -25,18 +55,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rnnbench.bench.cases import KEY_DEFAULTS, BenchCase, key_of
 from rnnbench.errors import RNNBenchError
+from rnnbench.fileio import atomic_write_text
 
-SCHEMA = "rnnbench.bench/1.3"
-_MAJOR, _MINOR = 1, 3
+SCHEMA = "rnnbench.bench/1.4"
+_MAJOR, _MINOR = 1, 4
 _SCHEMA_RE = re.compile(r"^rnnbench\.bench/(\d+)(?:\.(\d+))?$")
+# what a backend's worker reports about the machine at run time, kept per backend
+RUNTIME_FIELDS = ("threads", "tf32")
 
-# The fields every result carries (the issue's item 7); extra fields may follow.
+# The fields every result carries; extra fields may follow.
 RESULT_FIELDS = (
     "backend",
     "variant",
@@ -94,14 +126,66 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def peak_id(key: str, machine_id: str | None) -> str:
+    """The id of the peak measured for ``key`` on a machine (one per key and machine)."""
+    return f"{key}@{machine_id}"
+
+
+def _usable(peak: Any) -> bool:
+    return isinstance(peak, dict) and bool(peak.get("gflops"))
+
+
+def _upgrade_file(data: dict[str, Any]) -> None:
+    """Give a file before 1.4 what 1.4 keeps (in place): its latest machine's runtime facts in
+    that machine's ``machines`` entry, and each peak its results name in ``peaks``."""
+    top = data["machine"]
+    mid = top.get("machine_id")
+    entry = data["machines"].get(mid) if isinstance(mid, str) else None
+    if isinstance(mid, str) and not isinstance(entry, dict):
+        entry = data["machines"][mid] = {k: v for k, v in top.items() if k != "machine_id"}
+    if isinstance(entry, dict):
+        for field in RUNTIME_FIELDS:
+            seen = entry.get(field)
+            if not isinstance(seen, dict):
+                seen = entry[field] = {}
+            reported = top.get(field)
+            for backend, value in (reported if isinstance(reported, dict) else {}).items():
+                seen.setdefault(backend, value)
+    for key, peak in data["peak"].items():
+        if not _usable(peak) or "peak_id" in peak:
+            continue
+        users = [
+            r
+            for r in data["results"]
+            if isinstance(r, dict)
+            and r.get("peak_key") == key
+            and r.get("peak_gflops") == peak["gflops"]
+        ]
+        machines = {r.get("machine_id") for r in users}
+        if len(machines) != 1 or None in machines:
+            continue  # no result (or results of several machines) names it: whose is unknown
+        (owner,) = machines
+        pid = peak_id(key, owner)
+        peak.update(key=key, machine_id=owner, peak_id=pid)
+        data["peaks"].setdefault(pid, peak)
+        for r in users:
+            r.setdefault("peak_id", pid)
+
+
 class ResultsFile:
+    """A results file in memory. Every change stays in memory until :meth:`add` (a record of
+    this run) saves the whole: the machine, the peaks and the runtime facts are written with
+    the first record, never on their own."""
+
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = Path(path) if path is not None else None
+        self.machine_id: str | None = None
         self.data: dict[str, Any] = {
             "schema": SCHEMA,
             "machine": {},
             "machines": {},
             "peak": {},
+            "peaks": {},
             "results": [],
         }
         if self.path is not None and self.path.exists():
@@ -126,11 +210,19 @@ class ResultsFile:
                 f"{SCHEMA!r} (and resumes rnnbench.bench/{_MAJOR}.0 to {_MAJOR}.{_MINOR})",
                 "pass another --out, or move the file away",
             )
-        for key, empty in (("machine", {}), ("machines", {}), ("peak", {}), ("results", [])):
-            data.setdefault(key, empty)
+        for key, empty in (
+            ("machine", {}),
+            ("machines", {}),
+            ("peak", {}),
+            ("peaks", {}),
+            ("results", []),
+        ):
+            if not isinstance(data.get(key), type(empty)):
+                data[key] = empty
         for record in data["results"]:
             if isinstance(record, dict):
                 upgrade_record(record)
+        _upgrade_file(data)
         data["schema"] = SCHEMA
         return data
 
@@ -143,19 +235,57 @@ class ResultsFile:
         return any(key_of(r) == key and r.get("status") == "ok" for r in self.results)
 
     def set_machine(self, machine: dict[str, Any], machine_id: str) -> None:
-        self.data["machine"] = {**machine, "machine_id": machine_id}
-        self.data["machines"][machine_id] = machine
-        self.save()
+        """This run's machine (in memory until the first :meth:`add`). What workers reported
+        on the same machine before (threads, TF32 per backend) is kept; :meth:`note_runtime`
+        replaces a backend's entry when its worker reports again."""
+        self.machine_id = machine_id
+        earlier = self.data["machines"].get(machine_id)
+        earlier = earlier if isinstance(earlier, dict) else {}
+        record = {k: v for k, v in machine.items() if k not in RUNTIME_FIELDS}
+        for field in RUNTIME_FIELDS:
+            seen = earlier.get(field)
+            record[field] = dict(seen) if isinstance(seen, dict) else {}
+        self.data["machines"][machine_id] = record
+        self._mirror()
 
-    def set_peak(self, key: str, peak: dict[str, Any]) -> None:
-        self.data["peak"][key] = peak
-        self.save()
+    def _mirror(self) -> None:
+        """The top-level ``machine``: this run's entry of ``machines`` and its id."""
+        record = self.data["machines"][self.machine_id]
+        self.data["machine"] = {
+            **{k: (dict(v) if k in RUNTIME_FIELDS else v) for k, v in record.items()},
+            "machine_id": self.machine_id,
+        }
+
+    def held_peak(self, key: str) -> dict[str, Any] | None:
+        """The peak this file holds for ``key`` on this run's machine, when it was measured
+        (a failed measurement is measured again)."""
+        peak = self.data["peaks"].get(peak_id(key, self.machine_id))
+        return peak if _usable(peak) else None
+
+    def set_peak(self, key: str, peak: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``peak`` as this run's peak for ``key`` (in memory until the first
+        :meth:`add`) and return it with its ``key``, ``machine_id`` and ``peak_id``. A measured
+        peak the file already holds for the key on this machine is kept and returned instead:
+        results were computed against it (the runner asks :meth:`held_peak` before measuring)."""
+        pid = peak_id(key, self.machine_id)
+        held = self.data["peaks"].get(pid)
+        if _usable(held):
+            kept: dict[str, Any] = held
+        else:
+            kept = {**peak, "key": key, "machine_id": self.machine_id, "peak_id": pid}
+            self.data["peaks"][pid] = kept
+        self.data["peak"][key] = kept
+        return kept
 
     def note_runtime(self, backend: str, runtime: dict[str, Any]) -> None:
-        """What a backend's worker reported about its threads and TF32 settings."""
-        machine = self.data["machine"]
-        machine.setdefault("threads", {})[backend] = runtime.get("threads")
-        machine.setdefault("tf32", {})[backend] = runtime.get("tf32")
+        """What a backend's worker reported about its threads and TF32 settings on this run's
+        machine (:meth:`set_machine` first); the other backends' entries stay."""
+        if self.machine_id is None:
+            raise RuntimeError("ResultsFile.note_runtime needs set_machine first")
+        record = self.data["machines"][self.machine_id]
+        for field in RUNTIME_FIELDS:
+            record.setdefault(field, {})[backend] = runtime.get(field)
+        self._mirror()
 
     def add(self, record: dict[str, Any]) -> None:
         """Append (or replace the unfinished record of the same case) and save at once."""
@@ -167,18 +297,5 @@ class ResultsFile:
     def save(self) -> None:
         if self.path is None:
             return
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.data, fh)  # compact: files hold every raw sample
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # compact: files hold every raw sample
+        atomic_write_text(self.path, json.dumps(self.data) + "\n", make_folder=True)

@@ -164,6 +164,8 @@ class _Run:
         self.file = ResultsFile(config.out)
         machine = machine_record()
         self.machine_id = machine_id(machine)
+        # in memory only: the file is written with this run's first record, so that a run that
+        # stops at planning or finds nothing to measure leaves an existing file as it was
         self.file.set_machine(machine, self.machine_id)
         self.peaks: dict[str, dict[str, Any]] = {}
         self.summary = BenchSummary(config.out)
@@ -218,6 +220,15 @@ class _Run:
         if not self.config.peak:
             return None
         key = _peak_key(case.device, case.dtype, case.threads)
+        held = None if key in self.peaks else self.file.held_peak(key)
+        if held is not None:
+            # Results of this machine in the file were computed against it: measuring again
+            # would give this run's results another denominator.
+            self.peaks[key] = self.file.set_peak(key, held)
+            self.reporter.message(
+                f"GEMM peak {key}: {held['gflops']:.1f} GFLOP/s, measured on this machine "
+                f"{held.get('timestamp') or 'earlier'} and kept from the results file"
+            )
         if key not in self.peaks:
             self.reporter.message(f"measuring the GEMM peak for {key}")
             worker = Worker("gemm-peak", thread_env(case.threads))
@@ -241,8 +252,7 @@ class _Run:
                 }
             finally:
                 worker.close()
-            self.peaks[key] = peak
-            self.file.set_peak(key, peak)
+            self.peaks[key] = self.file.set_peak(key, peak)
             if peak.get("gflops"):
                 self.reporter.message(
                     f"GEMM peak {key}: {peak['gflops']:.1f} GFLOP/s ({peak['library']}, "
@@ -414,8 +424,10 @@ class _Run:
             fields["time_per_step_s"] = median / case.seq_len
             peak = self.peaks.get(_peak_key(case.device, case.dtype, case.threads))
             if peak and peak.get("gflops"):
+                # the peak goes with the result: its value, key and id (the file's ``peaks``)
                 fields["peak_gflops"] = peak["gflops"]
                 fields["peak_key"] = _peak_key(case.device, case.dtype, case.threads)
+                fields["peak_id"] = peak.get("peak_id")
                 fields["efficiency"] = fields["gflops"] / peak["gflops"]
         return self.record(case, status, error, **fields)
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnnbench.fileio import atomic_write_bytes, atomic_write_text
 from rnnbench.report.document import (
     Block,
     Details,
@@ -693,15 +692,15 @@ def write_report(
     """Read ``paths``, write the report into ``out_dir``; return the paths written.
     ``figures=False`` (or no matplotlib) writes the tables and notes only.
 
-    Every file is written to a temporary name and renamed, so that an interrupted run never
-    leaves a half-written report behind."""
+    Every file is written to a temporary name and renamed (``rnnbench.fileio``, with the
+    umask's mode), so that an interrupted run never leaves a half-written report behind."""
     data = gather(paths)
     blocks, drawn = build_blocks(data, figures=figures and _have_matplotlib())
     out = Path(out_dir)
     fig_dir = out / FIGURE_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
     for f in drawn.figures:
-        _atomic_write(fig_dir / f"{f.name}.png", f.png)
+        atomic_write_bytes(fig_dir / f"{f.name}.png", f.png)
     # figures of an earlier report in the same folder that this one did not draw
     current = {f"{f.name}.png" for f in drawn.figures}
     for old in fig_dir.glob("*.png"):
@@ -709,18 +708,6 @@ def write_report(
             old.unlink()
     md = out / "report.md"
     page = out / "report.html"
-    _atomic_write(md, to_markdown(blocks, FIGURE_DIR).encode("utf-8"))
-    _atomic_write(page, to_html(blocks, TITLE).encode("utf-8"))
+    atomic_write_text(md, to_markdown(blocks, FIGURE_DIR))
+    atomic_write_text(page, to_html(blocks, TITLE))
     return {"markdown": md, "html": page, "figures": fig_dir}
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -118,7 +118,14 @@ def _add_bench(groups: dict[str, MachineGroup], bench: BenchFile) -> None:
         # the top-level record is the latest and carries the threads and TF32 seen at run time
         same = str(bench.machine.get("machine_id")) == mid or mid not in machines
         machine = bench.machine if same else machines[mid]
-        part = BenchFile(bench.path, bench.schema, machine, bench.peak, results, bench.note)
+        peak = bench.peak
+        if bench.peaks:  # bench/1.4: each machine shows the peaks measured on it
+            peak = {
+                str(p.get("key") or pid): p
+                for pid, p in bench.peaks.items()
+                if p.get("machine_id") == mid
+            }
+        part = BenchFile(bench.path, bench.schema, machine, peak, results, bench.note)
         _add_machine(groups, part)
 
 

@@ -15,6 +15,9 @@ result is a vanilla tanh RNN. bench/1.2 added how the batch is padded (``lengths
 older result is a full-length batch. bench/1.3 added what a case times (``mode``: "inference"
 or "training", part of the case key; ``flops`` of the timed call, three times
 ``forward_flops`` for training; ``backward_path``): an older result is an inference case.
+bench/1.4 added ``peaks`` (every GEMM peak a result was computed against, by id) and each
+result's ``peak_id``; every result has always carried its own ``efficiency`` and
+``peak_gflops``, which is what tables and figures show, so an older file reads as before.
 check/1.1 added the spec (and with it the cell) and the LSTM's ``c_n_max_abs``: a 1.0 check
 is of a vanilla RNN. check/1.2 added the padding, check/1.3 the gradients (each row's
 ``grad_status``, ``grad_errors`` and ``grad_bounds`` per array, ``grad_first_bad_step``): an
@@ -38,7 +41,7 @@ from rnnbench.commands.common import cell_name
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
-READS: dict[str, tuple[int, int]] = {"bench": (1, 3), "check": (1, 3), "checks": (1, 0)}
+READS: dict[str, tuple[int, int]] = {"bench": (1, 4), "check": (1, 3), "checks": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
@@ -102,6 +105,9 @@ class BenchFile:
     results: list[dict[str, Any]]
     note: str | None = None  # e.g. read from a newer minor version
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine_id -> record
+    # peak id -> every peak a result was computed against (bench/1.4; results name theirs by
+    # ``peak_id``); ``peak`` holds the latest run's peak per key, the only one older files have
+    peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -263,6 +269,7 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
         results=results,
         note=note,
         machines={str(k): dict(v) for k, v in (data.get("machines") or {}).items()},
+        peaks={str(k): dict(v) for k, v in _dict(data.get("peaks")).items() if isinstance(v, dict)},
     )
 
 
