@@ -62,6 +62,7 @@ the gradient costs about twice the forward's, per model and input shape.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -81,6 +82,11 @@ from rnnbench.weights import RNNWeights
 
 # Keras backend -> rnnbench backend name (as registered in rnnbench/registry.py).
 REGISTERED_NAMES = {"tensorflow": "keras", "jax": "keras-jax", "torch": "keras-torch"}
+# How many specs' models (and their compiled functions) a cell keeps besides the loaded one,
+# and how many weights they may hold in all (each model has its own variables): small specs,
+# as a test suite goes through, are all kept; a few large ones are not held for nothing.
+SPECS_KEPT = 64
+PARAMETERS_KEPT = 2**24
 
 
 def _import_keras() -> Any:
@@ -291,6 +297,8 @@ class KerasCell(BaseCell):
     # mask row with no real step (zeros out, the initial state as the final one).
     takes_lengths = True
     takes_mask = True
+    # The attributes that hold one spec's models and functions (see ``_switch_spec``).
+    _PER_SPEC: ClassVar[tuple[str, ...]] = ("_models", "_fns", "_ran", "_vjp_fns", "_vjp_ran")
     computes_gradients = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KerasCell:
@@ -334,6 +342,8 @@ class KerasCell(BaseCell):
         self._vjp_fns: dict[str | None, Any] = {}
         self._vjp_ran: dict[str | None, list[str]] = {}
         self._backward_kernels: list[str] | None = None
+        # The per-spec dicts above (``_PER_SPEC``) of the specs loaded before, newest last.
+        self._kept: collections.OrderedDict[RNNSpec, dict[str, Any]] = collections.OrderedDict()
 
     # --- per-backend hooks ---------------------------------------------------------------
     def _check_device(self) -> None:
@@ -382,12 +392,7 @@ class KerasCell(BaseCell):
     def _load(self, weights: RNNWeights) -> None:
         spec = weights.spec
         if spec != self._spec:
-            # No weights until this load succeeds: a failure below must not leave the old
-            # spec's models to be built again with this spec's weights.
-            self._spec = None
-            self._models, self._fns, self._ran = {}, {}, {}
-            self._vjp_fns, self._vjp_ran = {}, {}
-            self._kernels = self._backward_kernels = None
+            self._switch_spec(spec)
         per_layer = weights.to_keras()
         per_layer = per_layer if spec.num_layers > 1 else [per_layer]
         self._layer_weights = [[np.asarray(a, self.dtype) for a in arrays] for arrays in per_layer]
@@ -398,6 +403,26 @@ class KerasCell(BaseCell):
             self._set_weights(spec, key)
         if None not in self._models:  # the full-batch model: a spec Keras refuses fails here
             self._model_for(spec, None)
+
+    def _switch_spec(self, spec: RNNSpec) -> None:
+        """Put the loaded spec's models and compiled functions aside (the last ``SPECS_KEPT``
+        specs, within ``PARAMETERS_KEPT`` weights) and take ``spec``'s back, or none. Going
+        back and forth between specs, as a test suite does, then builds and compiles each model
+        once: an XLA compile of a forward and backward pass takes seconds."""
+        if self._spec is not None:  # None: the last load failed, its models are not kept
+            self._kept[self._spec] = {name: getattr(self, name) for name in self._PER_SPEC}
+            while len(self._kept) > SPECS_KEPT or (
+                sum(s.num_parameters * len(kept["_models"]) for s, kept in self._kept.items())
+                > PARAMETERS_KEPT
+            ):
+                self._kept.popitem(last=False)
+        # No weights until this load succeeds: a failure must not leave another spec's models
+        # to be built again with this spec's weights.
+        self._spec = None
+        kept = self._kept.pop(spec, {})
+        for name in self._PER_SPEC:
+            setattr(self, name, kept.get(name, {}))
+        self._kernels = self._backward_kernels = None
 
     def _model_for(self, spec: RNNSpec, key: str | None) -> Any:
         """The model of ``key`` (see ``_models``), built and given the loaded weights first."""
@@ -682,6 +707,7 @@ class KerasJaxCell(KerasCell):
     # Keras' own predict() compiles (jit_compile="auto"): that is the path its users run, so
     # it is the default; "eager" calls the layers op by op.
     variants = ("jit", "eager")
+    _PER_SPEC = (*KerasCell._PER_SPEC, "_values")
 
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device, dtype, variant)

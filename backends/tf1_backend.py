@@ -55,7 +55,9 @@ from rnnbench.spec import RNNSpec
 from rnnbench.state import State
 from rnnbench.weights import DirectionWeights, RNNWeights
 
-_MAX_GRAPHS = 8  # one per input shape; old ones are closed beyond this
+# One per spec and input shape; the least recently used is closed beyond this. Graphs of other
+# specs are kept, so that going back to a spec (as a test suite does) builds nothing again.
+_MAX_GRAPHS = 16
 
 # The TF1 class that runs each cell (named by path() and info()).
 CELL_CLASSES = {"rnn": "BasicRNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}
@@ -193,6 +195,7 @@ class _Graph:
         self.finals = finals  # stacked final states (layers*dirs, B, H), rnnbench's order
         self.cells = cells  # layer-major, direction-minor, like the canonical weights
         self.gradients: _GradientOps | None = None  # set for a graph built for vjp
+        self.loaded = -1  # the cell's load count when its weights were last assigned here
 
     def assign(self, values: list[dict[str, np.ndarray]]) -> None:
         """Put each cell's arrays into its variables, matched by the end of the variable's path
@@ -220,9 +223,10 @@ class TF1Cell(BaseCell):
     def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
         super().__init__(device, dtype, variant)
         self._tf = _import_tf1()
-        # Keyed by (batch, time, state given?, lengths given?, with gradients?).
-        self._graphs: OrderedDict[tuple[int, int, bool, bool, bool], _Graph] = OrderedDict()
+        # Keyed by (spec, batch, time, state given?, lengths given?, with gradients?).
+        self._graphs: OrderedDict[tuple[Any, ...], _Graph] = OrderedDict()
         self._values: list[dict[str, np.ndarray]] = []
+        self._loads = 0  # counts loads: a kept graph whose weights are older gets them assigned
         self._graphs_built = 0  # reported by info(): repeated runs of one shape build none
         self._ran_lengths = False  # whether the last prepared batch fed sequence_length
 
@@ -245,9 +249,9 @@ class TF1Cell(BaseCell):
         for entry in per_layer:
             directions = entry if spec.bidirectional else (entry,)
             values += [_variable_values(d) for d in directions]
-        self._close_graphs()  # graphs hold the old spec's shapes
         self._values = values
         self._weights_spec = spec
+        self._loads += 1  # kept graphs get the new values when next used (``_graph``)
 
     # --- graphs ------------------------------------------------------------------------
     def _initial(self, states: tuple[Any, ...]) -> Any:
@@ -383,11 +387,16 @@ class TF1Cell(BaseCell):
     def _graph(
         self, batch: int, time: int, with_h0: bool, with_lengths: bool, with_grads: bool = False
     ) -> _Graph:
-        key = (batch, time, with_h0, with_lengths, with_grads)
+        key = (self._weights_spec, batch, time, with_h0, with_lengths, with_grads)
         if key in self._graphs:
             self._graphs.move_to_end(key)
-            return self._graphs[key]
+            built = self._graphs[key]
+            if built.loaded != self._loads:
+                built.assign(self._values)
+                built.loaded = self._loads
+            return built
         built = self._build(batch, time, with_h0, with_lengths, with_grads)
+        built.loaded = self._loads
         self._graphs_built += 1
         self._graphs[key] = built
         while len(self._graphs) > _MAX_GRAPHS:
