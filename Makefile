@@ -31,9 +31,11 @@ typecheck: $(STAMP)
 # One OpenMP thread per process: the test processes and their backend workers already
 # outnumber the cores, and OpenMP threads that spin while waiting for a core made the torch
 # tests up to 100x slower per call (the whole suite 391 s against 340 s on two cores). Tests
-# check numbers, not speed; benchmarks set their own threads.
+# check numbers, not speed; benchmarks set their own threads. --dist loadgroup keeps each
+# backend's equivalence checks in one process (tests/conftest.py groups them), so that its
+# worker starts once and each model is compiled once.
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -83,3 +83,13 @@ def seed_weights(seed_notebook: dict[str, Any]) -> rb.RNNWeights:
     return rb.RNNWeights.from_tf1(
         np.array(seed_notebook["kernel"], np.float32), np.array(seed_notebook["bias"], np.float32)
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--dist loadgroup`` (``make test``), every test of one backend's parametrization
+    runs in one xdist process: its worker process starts once and each model it compiles is
+    compiled once, instead of once per xdist process."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "backend" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(f"backend-{callspec.params['backend']}"))

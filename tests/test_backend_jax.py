@@ -66,7 +66,8 @@ PADDED_CELLS: dict[str, dict[str, Any]] = {
 PADDED_SHAPES = {"1layer-h0": (1, False, True), "2layer-bidir": (2, True, False)}
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+# float64 only: the equivalence suite checks float32 (rnnbench.testing's checks).
+@pytest.mark.parametrize("dtype", ["float64"])
 @pytest.mark.parametrize("name", ALL_CASES)
 def test_matches_float64_reference(cells: Any, name: str, dtype: str) -> None:
     check_against_reference(cells.get("jax", dtype), name)
