@@ -360,30 +360,19 @@ class JaxCell(BaseCell):
         # A spec is a function of its own (weights of the same spec are arguments, not
         # constants); what was traced and compiled for it is kept for the next load of it.
         if spec not in self._functions:
-            forward = {
-                kind: jax.jit(
-                    functools.partial(
-                        _rnn_forward,
-                        spec=spec,
-                        unroll=self.unroll,
-                        padding=kind,
-                        on_trace=self._count_trace,
+
+            def per_kind(fn: Callable[..., Any], on_trace: Callable[[], None]) -> dict[str, Any]:
+                return {
+                    kind: jax.jit(
+                        functools.partial(
+                            fn, spec=spec, unroll=self.unroll, padding=kind, on_trace=on_trace
+                        )
                     )
-                )
-                for kind in PADDING_KINDS
-            }
-            vjps = {
-                kind: jax.jit(
-                    functools.partial(
-                        _rnn_vjp,
-                        spec=spec,
-                        unroll=self.unroll,
-                        padding=kind,
-                        on_trace=self._count_vjp_trace,
-                    )
-                )
-                for kind in PADDING_KINDS
-            }
+                    for kind in PADDING_KINDS
+                }
+
+            forward = per_kind(_rnn_forward, self._count_trace)
+            vjps = per_kind(_rnn_vjp, self._count_vjp_trace)
             self._functions[spec] = (forward.pop("none"), forward, vjps)
             if len(self._functions) > SPECS_KEPT:
                 self._functions.popitem(last=False)

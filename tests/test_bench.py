@@ -138,16 +138,23 @@ def test_expand_cases_over_cells() -> None:
     assert [(c.input_size, c.hidden_size) for c in square] == [(8, 8), (16, 16), (8, 16)]
 
 
-def test_bench_cli_parses_cells_and_square_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[BenchConfig]:
+    """The configs ``rnnbench bench`` hands to ``run_bench`` (which does not run): what the
+    command line parsed."""
     import rnnbench.bench as bench_pkg
 
-    seen: list[BenchConfig] = []
+    configs: list[BenchConfig] = []
 
     def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
-        seen.append(config)
+        configs.append(config)
         return rb.bench.BenchSummary(None, [{"status": "ok"}])
 
     monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+    return configs
+
+
+def test_bench_cli_parses_cells_and_square_sizes(seen: list[BenchConfig]) -> None:
     argv = ["bench", "--backends", "numpy", "--cell", "lstm,gru-reset-before,gru",
             "--nonlinearity", "tanh,relu", "--input-size", "hidden,32", "--plain"]  # fmt: skip
     assert main(argv) == 0
@@ -367,18 +374,7 @@ def test_lengths_are_part_of_the_key() -> None:
     ]  # fmt: skip
 
 
-def test_bench_cli_lengths(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import rnnbench.bench as bench_pkg
-
-    seen: list[BenchConfig] = []
-
-    def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
-        seen.append(config)
-        return rb.bench.BenchSummary(None, [{"status": "ok"}])
-
-    monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+def test_bench_cli_lengths(seen: list[BenchConfig], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--backends", "numpy", "--plain"]) == 0
     assert list(seen[0].lengths) == ["full"]  # today's behaviour by default
     assert main(["bench", "--backends", "numpy", "--lengths", "full,Ragged", "--plain"]) == 0
@@ -735,18 +731,7 @@ def test_training_in_the_worker_functions(monkeypatch: pytest.MonkeyPatch) -> No
         jobs.teardown(None)
 
 
-def test_bench_cli_mode(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import rnnbench.bench as bench_pkg
-
-    seen: list[BenchConfig] = []
-
-    def fake_run(config: BenchConfig, reporter: Any = None) -> Any:
-        seen.append(config)
-        return rb.bench.BenchSummary(None, [{"status": "ok"}])
-
-    monkeypatch.setattr(bench_pkg, "run_bench", fake_run)
+def test_bench_cli_mode(seen: list[BenchConfig], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--backends", "numpy", "--plain"]) == 0
     assert list(seen[0].modes) == ["inference"]  # the forward pass alone by default
     argv = ["bench", "--backends", "numpy", "--mode", "inference,Training,inference", "--plain"]

@@ -73,6 +73,22 @@ def _stacked(kind: str, **fields: Any) -> RNNSpec:
     return make_spec(kind, 5, 5, num_layers=2, bidirectional=True, **fields)
 
 
+def _stacked_from_h0(
+    impl: Implementation,
+    kind: str,
+    dtype: str,
+    seed: int,
+    what: str,
+    cell: Recorder | None = None,
+) -> BackendComparison:
+    """Compare ``_stacked(kind)`` (float64 weights of ``seed``) from a given initial state,
+    batch 4, T=7: the case several checks run, each for the fault its name says."""
+    spec = _stacked(kind)
+    w = RNNWeights.random(spec, seed=seed, dtype="float64")
+    x, h0 = inputs(spec, 4, 7, seed=seed, h0=True)
+    return run_compare(impl, cell or Recorder(impl.cell(dtype)), w, x, h0, what=what)
+
+
 def _cast(state: Any, dtype: str) -> Any:
     if state is None:
         return None
@@ -144,11 +160,7 @@ def check_initial_state(impl: Implementation, kind: str, dtype: str) -> None:
     """A given initial state (h0, and c0 for an LSTM) through two bidirectional layers: each
     layer and direction starts from its own slice of it. (A missing h0, zeros, is what most
     other checks run.)"""
-    spec = _stacked(kind)
-    w = RNNWeights.random(spec, seed=6, dtype="float64")
-    x, h0 = inputs(spec, 4, 7, seed=6, h0=True)
-    cell = Recorder(impl.cell(dtype))
-    run_compare(impl, cell, w, x, h0, what="2 bidirectional layers, h0 given")
+    _stacked_from_h0(impl, kind, dtype, 6, "2 bidirectional layers, h0 given")
 
 
 def check_bias(impl: Implementation, kind: str, dtype: str) -> None:
@@ -158,30 +170,19 @@ def check_bias(impl: Implementation, kind: str, dtype: str) -> None:
     w = RNNWeights.random(spec, seed=2)
     cell = Recorder(impl.cell(dtype))
     run_compare(impl, cell, w, inputs(spec, 2, 9)[0], what="bias=False, batch 2, T=9")
-    spec = _stacked(kind)
-    w = RNNWeights.random(spec, seed=7, dtype="float64")
-    x, h0 = inputs(spec, 4, 7, seed=7, h0=True)
-    run_compare(impl, cell, w, x, h0, what="biases with h0 given")
+    _stacked_from_h0(impl, kind, dtype, 7, "biases with h0 given", cell)
 
 
 def check_reverse_final_state(impl: Implementation, kind: str, dtype: str) -> None:
     """A reverse direction's final state is the state after its last step, t=0 (torch's h_n),
     in both layers of a bidirectional stack."""
-    spec = _stacked(kind)
-    w = RNNWeights.random(spec, seed=8, dtype="float64")
-    x, h0 = inputs(spec, 4, 7, seed=8, h0=True)
-    cell = Recorder(impl.cell(dtype))
-    run_compare(impl, cell, w, x, h0, what="2 bidirectional layers (h_n of the reverse direction)")
+    _stacked_from_h0(impl, kind, dtype, 8, "2 bidirectional layers (h_n of the reverse direction)")
 
 
 def check_square_weights(impl: Implementation, kind: str, dtype: str) -> None:
     """Input size equal to hidden size, so that a transposed kernel (x @ w_ih.T, h @ w_hh.T)
     has the right shape and only its values are wrong (each gate's block of w_hh is square)."""
-    spec = _stacked(kind)
-    w = RNNWeights.random(spec, seed=9, dtype="float64")
-    x, h0 = inputs(spec, 4, 7, seed=9, h0=True)
-    cell = Recorder(impl.cell(dtype))
-    run_compare(impl, cell, w, x, h0, what="input size = hidden size = 5")
+    _stacked_from_h0(impl, kind, dtype, 9, "input size = hidden size = 5")
 
 
 def check_long_sequence(impl: Implementation, kind: str, dtype: str) -> None:
