@@ -12,6 +12,10 @@ Keras does for ``model.compile(jit_compile=True)``, written against the backend 
 and outputs stay on the device: ``tf.function(jit_compile=True)`` (XLA), ``jax.jit`` over
 ``model.stateless_call``; on torch, where Keras would use ``torch.compile``, no usable jit
 exists (see ``KerasTorchCell._check_variant``). Keras computes float64 only on TensorFlow.
+A jit run is one call of the compiled function on the prepared tensors, whose outputs are the
+result: what a run needs besides the model (zero initial states, the states stacked in torch's
+order, the matmul precision, the kernel log) is traced into that function, so the adapter adds
+next to nothing to what Keras' own compiled call costs (``benchmarks/overhead.py`` measures it).
 
 Which kernel runs the recurrence is Keras' choice, made per layer at call time: an LSTM or GRU
 layer first offers the whole sequence to its backend's fused function (``backend.lstm``,
@@ -239,6 +243,8 @@ KERNELS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 _installed: set[str] = set()
 _recording: list[str] | None = None
+# KerasCell._last_key before a run (a model's key may be None).
+_NOT_RUN = object()
 
 
 def install_kernel_log(keras_backend: str) -> None:
@@ -334,9 +340,11 @@ class KerasCell(BaseCell):
         # None (full batches, no mask input), "zero" or "repeat"; built when first needed.
         self._models: dict[str | None, Any] = {}
         self._fns: dict[str | None, Any] = {}  # the jit variant's function of each model
-        self._ran: dict[str | None, list[str]] = {}  # kernels each model ran when last traced
+        # The kernels each model ran when last called (eager) or traced (jit), and the key of
+        # the model the last run called (_NOT_RUN before one): what the last call ran.
+        self._ran: dict[str | None, list[str]] = {}
+        self._last_key: str | object | None = _NOT_RUN
         self._layer_weights: list[list[np.ndarray]] = []
-        self._kernels: list[str] | None = None  # what the last call ran
         # The vjp's counterparts: the jit variant's forward+backward function of each model,
         # the kernels its forward ran when last traced, and what the last vjp ran.
         self._vjp_fns: dict[str | None, Any] = {}
@@ -357,17 +365,41 @@ class KerasCell(BaseCell):
         ``grad``: for a vjp, whose forward pass autodiff must see."""
 
     def _compile(self, key: str | None, model: Any) -> Any:
-        """The ``jit`` variant's function of the input list, returning the outputs of ``model``
-        (the one of ``key``, see ``_models``)."""
+        """The ``jit`` variant's compiled function of the model of ``key`` (see ``_models``),
+        which ``run`` calls on the prepared input list (``_traced`` is its body)."""
         raise NotImplementedError
 
-    def _call(self, key: str | None, inputs: list[Any]) -> Any:
-        model = self._models[key]
-        if self.variant == "eager":
-            return model(inputs, training=False)
+    def _jit_fn(self, key: str | None) -> Any:
+        """The compiled function of the model of ``key``, made when first needed (``prepare``
+        makes it, so that ``run`` only looks it up)."""
         if key not in self._fns:
-            self._fns[key] = self._compile(key, model)
-        return self._fns[key](inputs)
+            self._fns[key] = self._compile(key, self._model_for(self.spec, key))
+        return self._fns[key]
+
+    def _traced(self, key: str | None, inputs: list[Any], call: Any) -> Any:
+        """The body of a compiled function, run when it traces: ``call`` (the model) on the
+        model's whole input list, in the cell's scope and with the kernels recorded. Everything
+        a run needs besides the model happens here, inside the compiled function, so that a
+        run is the one call of it: the zero initial states of an input prepared without them
+        are made here, and the scope's settings (JAX's matmul precision; the device, which the
+        prepared tensors also carry) are baked into the trace instead of being entered around
+        every call."""
+        with self._scope(), recording() as ran:
+            outputs = call(self._whole_inputs(inputs, key is not None))
+        if ran:
+            self._ran[key] = list(dict.fromkeys(ran))
+        return outputs
+
+    def _whole_inputs(self, inputs: list[Any], masked: bool) -> list[Any]:
+        """The model's inputs from a prepared list, given the initial states (all of them) or
+        none (zeros): x, every state array, then the mask if ``masked``."""
+        n_float = self._n_float_inputs()
+        if len(inputs) - masked == n_float:
+            return inputs
+        x = inputs[0]
+        ops = self._keras.ops
+        zeros = ops.zeros((ops.shape(x)[0], self.spec.hidden_size), dtype=x.dtype)
+        return [x, *([zeros] * (n_float - 1)), *inputs[1:]]
 
     def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
         """The function of (inputs, cotangents) that runs ``model`` (the one of ``key``)
@@ -404,6 +436,15 @@ class KerasCell(BaseCell):
         if None not in self._models:  # the full-batch model: a spec Keras refuses fails here
             self._model_for(spec, None)
 
+    @property
+    def _kernels(self) -> list[str] | None:
+        """What the last run ran (None before one): a compiled function that runs without
+        tracing ran what its model recorded when it was traced, not what another model last
+        ran, so each model keeps its own record."""
+        if self._last_key is _NOT_RUN:
+            return None
+        return self._ran.get(self._last_key, [])  # type: ignore[arg-type]
+
     def _switch_spec(self, spec: RNNSpec) -> None:
         """Put the loaded spec's models and compiled functions aside (the last ``SPECS_KEPT``
         specs, within ``PARAMETERS_KEPT`` weights) and take ``spec``'s back, or none. Going
@@ -422,7 +463,7 @@ class KerasCell(BaseCell):
         kept = self._kept.pop(spec, {})
         for name in self._PER_SPEC:
             setattr(self, name, kept.get(name, {}))
-        self._kernels = self._backward_kernels = None
+        self._last_key, self._backward_kernels = _NOT_RUN, None
 
     def _model_for(self, spec: RNNSpec, key: str | None) -> Any:
         """The model of ``key`` (see ``_models``), built and given the loaded weights first."""
@@ -455,22 +496,26 @@ class KerasCell(BaseCell):
     ) -> Any:
         xs, states = self.check_inputs(x, h0)
         padding = self.check_padding(xs, lengths, mask)
-        if states is None:
+        if states is None and self.variant == "eager":
             states = self.zeros_state(xs.shape[0])
-        return self._model_inputs(xs, states, padding)
+        prepared = self._model_inputs(xs, states, padding)
+        if self.variant == "jit":
+            self._jit_fn(prepared[0])  # so that run only looks it up (it traces when first run)
+        return prepared
 
     def _model_inputs(
         self,
         xs: np.ndarray,
-        states: tuple[np.ndarray, ...],
+        states: tuple[np.ndarray, ...] | None,
         padding: Padding | None,
         grad: bool = False,
     ) -> tuple[str | None, list[Any]]:
         """(the key of the model that takes this batch, its input tensors on the device, made
-        in the vjp's scope when ``grad``)."""
+        in the vjp's scope when ``grad``). Without ``states`` the list has none: the compiled
+        function makes the zeros (``_whole_inputs``)."""
         # The model's inputs: x, then each state array split per layer and direction, then
         # for a padded batch its mask (lengths as the mask t < L, Keras' only way to say them).
-        flat = [xs, *(s[i] for s in states for i in range(s.shape[0]))]
+        flat = [xs, *(s[i] for s in states or () for i in range(s.shape[0]))]
         key: str | None = None
         if padding is not None:
             key = "zero" if padding.kind == "lengths" else self.mask_output()
@@ -480,17 +525,22 @@ class KerasCell(BaseCell):
             tensors = [ops.convert_to_tensor(a, dtype=str(self.dtype)) for a in flat]
             if padding is not None:
                 tensors.append(ops.convert_to_tensor(padding.mask, dtype="bool"))
-        return key, tensors
+        return key, self._placed(tensors)
+
+    def _placed(self, tensors: list[Any]) -> list[Any]:
+        """Hook: the prepared tensors, made to stay on the cell's device when a run enters no
+        device scope."""
+        return tensors
 
     def run(self, prepared: Any) -> Any:
+        """The eager variant's run: the model called in the cell's scope (the jit variants of
+        the subclasses override this with the one call of their compiled function)."""
         key, inputs = prepared
         with self._scope(), recording() as ran:
-            out = self._call(key, inputs)
-        if ran:  # nothing is recorded when a compiled function runs without tracing
+            out = self._models[key](inputs, training=False)
+        if ran:
             self._ran[key] = list(dict.fromkeys(ran))
-        # Each model keeps its own record: a compiled function that runs without tracing ran
-        # what its model recorded when it was traced, not what another model last ran.
-        self._kernels = self._ran.get(key, [])
+        self._last_key = key
         return out
 
     def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
@@ -661,10 +711,40 @@ class KerasTensorFlowCell(KerasCell):
     # it is the default; "eager" calls the layers op by op.
     variants = ("jit", "eager")
 
+    def __init__(self, device: str = "cpu", dtype: Any = "float32", variant: str | None = None):
+        super().__init__(device, dtype, variant)
+        # A call placed by no device scope goes to a GPU when TensorFlow sees one: then the jit
+        # run enters the cell's device scope; where the CPU is the only device it is a no-op.
+        self._call_scope: Any = None
+        if self.variant == "jit":
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                self._call_scope = functools.partial(tf.device, "/CPU:0")
+
     def _compile(self, key: str | None, model: Any) -> Any:
         import tensorflow as tf
 
-        return tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)
+        # The tensors are separate arguments: a tf.function takes a list argument about as
+        # much slower as a run of a small model lasts in all (tens of microseconds, seen with
+        # TF 2.21), since it walks the list to find the trace; a lone tensor is its fast case.
+        def forward(*inputs: Any) -> Any:
+            return self._traced(key, list(inputs), lambda whole: model(whole, training=False))
+
+        return tf.function(forward, jit_compile=True)
+
+    def run(self, prepared: Any) -> Any:
+        if self.variant == "eager":
+            return super().run(prepared)
+        # The jit variant: one call of the model's tf.function on the prepared tensors; what
+        # it ran is the record its trace left (_traced).
+        key, inputs = prepared
+        self._last_key = key
+        fn = self._fns.get(key) or self._jit_fn(key)
+        if self._call_scope is None:
+            return fn(*inputs)
+        with self._call_scope():
+            return fn(*inputs)
 
     def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
         import tensorflow as tf
@@ -743,23 +823,58 @@ class KerasJaxCell(KerasCell):
         # row's first real one (module docstring): the mask models write zeros instead.
         return "zero"
 
+    def _jax_device(self) -> Any:
+        import jax
+
+        return jax.devices("gpu" if self.device == "cuda" else "cpu")[0]
+
+    def _placed(self, tensors: list[Any]) -> list[Any]:
+        # Committed to the cell's device: a jitted function runs where its committed arguments
+        # are, so the jit run needs no device scope (an array made under jax.default_device
+        # is uncommitted, and would follow JAX's default device, a GPU where there is one).
+        import jax
+
+        return list(jax.device_put(tensors, self._jax_device()))
+
     def _weights_loaded(self, key: str | None, model: Any) -> None:
+        import jax
+
         # stateless_call takes the variables' values as arguments: keep each model's current
-        # ones, so its jitted function (traced once per input shape) runs on them.
-        self._values[key] = (
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
+        # ones, so its jitted function (traced once per input shape) runs on them; committed
+        # to the cell's device, as the inputs are (_placed).
+        self._values[key] = jax.device_put(
+            (
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+            ),
+            self._jax_device(),
         )
 
     def _compile(self, key: str | None, model: Any) -> Any:
         import jax
 
-        @jax.jit
-        def forward(tv: Any, ntv: Any, inputs: Any) -> Any:
-            outputs, _ = model.stateless_call(tv, ntv, inputs, training=False)
-            return outputs
+        # The cell's scope (float32 matmul precision "highest") is entered while tracing
+        # (_traced): JAX resolves the precision of each dot when it is traced, so it is baked
+        # into the compiled function, and the jit's cache key (which holds the precision in
+        # force at the call) is the same at every run.
+        def forward(values: Any, inputs: Any) -> Any:
+            def call(whole: list[Any]) -> Any:
+                outputs, _ = model.stateless_call(*values, whole, training=False)
+                return outputs
 
-        return lambda inputs: forward(*self._values[key], inputs)
+            return self._traced(key, inputs, call)
+
+        return jax.jit(forward)
+
+    def run(self, prepared: Any) -> Any:
+        if self.variant == "eager":
+            return super().run(prepared)
+        # The jit variant: one call of the model's jitted function on its variables' current
+        # values and the prepared list; what it ran is the record its trace left (_traced).
+        key, inputs = prepared
+        self._last_key = key
+        fn = self._fns.get(key) or self._jit_fn(key)
+        return fn(self._values[key], inputs)
 
     def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:
         import jax

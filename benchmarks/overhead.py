@@ -4,19 +4,23 @@ process per backend, in interleaved blocks (A B B A ...) so that drift hits both
 
     .venv/bin/python benchmarks/overhead.py                       # the default sizes, B=1 and B=32
     .venv/bin/python benchmarks/overhead.py --backends torch,jax --size 32,100,128,256 --json o.json
+    .venv/bin/python benchmarks/overhead.py --backends keras,keras-jax --cell rnn,lstm,gru
 
-The direct calls are what a user of the library would write:
+``--cell`` (default rnn) picks the cells: one layer, one direction, zero initial state. The
+direct calls are what a user of the library would write:
 - numpy: the hoisted loop written inline (x @ w_ih + b once, then h = tanh(p_t + h @ w_hh));
-- torch: ``nn.RNN(batch_first=True)`` called under ``torch.inference_mode()``;
+- torch: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU(batch_first=True)`` called under
+  ``torch.inference_mode()``;
 - jax: a hand-written ``jax.jit`` of ``lax.scan`` (matmul precision HIGHEST, as the adapter)
   + ``block_until_ready``;
-- keras, keras-jax, keras-torch: a ``SimpleRNN(return_sequences=True, return_state=True)``
-  layer called on the tensor (the jit variant through ``tf.function(jit_compile=True)`` or
-  ``jax.jit`` of ``stateless_call``, as Keras compiles it; keras-jax under matmul precision
-  "highest", keras-torch under ``torch.no_grad()``, as the adapter); synchronized the
-  adapter's way;
+- keras, keras-jax, keras-torch: a ``SimpleRNN`` / ``LSTM`` / ``GRU(return_sequences=True,
+  return_state=True)`` layer called on the tensor (the jit variant through
+  ``tf.function(jit_compile=True)`` or ``jax.jit`` of ``stateless_call``, as Keras compiles it;
+  keras-jax under matmul precision "highest", keras-torch under ``torch.no_grad()``, as the
+  adapter); synchronized the adapter's way;
 - tf1: ``session.run`` on the adapter's own graph and feed (the graph is the library's; only the
   adapter's wrapper is measured).
+numpy, jax and tf1 have a vanilla RNN direct call only; other cells are skipped there.
 Ratio = adapter median / direct median (1.00 = no overhead; the target is within 2%).
 """
 
@@ -58,7 +62,8 @@ def _direct_torch(cell: Any, w: Any, x: np.ndarray) -> Call:
     import torch
 
     spec = w.spec
-    rnn = torch.nn.RNN(spec.input_size, spec.hidden_size, batch_first=True)
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[spec.cell]
+    rnn = module(spec.input_size, spec.hidden_size, batch_first=True)
     rnn.load_state_dict(
         {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in w.to_torch().items()}
     )
@@ -113,7 +118,13 @@ def _direct_keras(cell: Any, w: Any, x: np.ndarray) -> Call:
     import keras
 
     spec = w.spec
-    layer = keras.layers.SimpleRNN(spec.hidden_size, return_sequences=True, return_state=True)
+    layer_class = {
+        "rnn": keras.layers.SimpleRNN,
+        "lstm": keras.layers.LSTM,
+        "gru": keras.layers.GRU,
+    }[spec.cell]
+    # Keras' defaults (tanh; a GRU resets after the recurrent product) are pair()'s specs.
+    layer = layer_class(spec.hidden_size, return_sequences=True, return_state=True)
     xt = keras.ops.convert_to_tensor(x)
     layer(xt)  # build
     layer.set_weights([np.asarray(a, np.float32) for a in w.to_keras()])
@@ -177,6 +188,9 @@ DIRECT = {
     "keras-torch": _direct_keras,
     "tf1": _direct_tf1,
 }
+CELLS = ("rnn", "lstm", "gru")
+# The cells each backend's direct call is written for (the others: all of CELLS).
+DIRECT_CELLS = {"numpy": ("rnn",), "jax": ("rnn",), "tf1": ("rnn",)}
 
 
 def _block(fn: Call, n: int, out: list[float]) -> None:
@@ -195,6 +209,7 @@ def pair(
     input_size: int,
     hidden_size: int,
     seconds: float,
+    cell_kind: str = "rnn",
 ) -> tuple[dict[str, Any], dict]:
     """Runs in the backend's worker: adapter and direct call, interleaved, for ~2*seconds."""
     import gc
@@ -202,7 +217,7 @@ def pair(
     import rnnbench as rb
 
     cell = rb.get_backend(backend, "cpu", "float32", variant, isolate=False)
-    spec = rb.RNNSpec(input_size=input_size, hidden_size=hidden_size)
+    spec = rb.RNNSpec(input_size=input_size, hidden_size=hidden_size, cell=cell_kind)
     weights = rb.RNNWeights.random(spec, seed=0)
     cell.load(weights)
     x = np.random.default_rng(1).standard_normal((batch, seq_len, input_size)).astype(np.float32)
@@ -247,6 +262,7 @@ def pair(
     return {
         "backend": backend,
         "variant": cell.variant,
+        "cell": cell_kind,
         "path": cell.info().get("path"),
         "batch": batch,
         "seq_len": seq_len,
@@ -260,6 +276,62 @@ def pair(
         "ratio_min": min(a) / min(d),
         "rounds": len(a),
         "same_output": same,
+    }, {}
+
+
+def run_structure(
+    arrays: Any, backend: str, cell_kind: str = "lstm", num_layers: int = 1
+) -> tuple[dict[str, Any], dict]:
+    """Runs in a Keras backend's worker: what one ``run`` of the jit variant does, the structure
+    that keeps its overhead near zero (tests/test_backend_keras.py pins it). Returns how many
+    times the run called the model's compiled function, whether its result is that function's
+    own output (nothing restacked, sliced or cast after it), whether a run that does not trace
+    enters the cell's scope, the prepared list's length, the result's shapes and, on JAX,
+    whether every dot of the compiled function has HIGHEST precision (set at trace time)."""
+    import rnnbench as rb
+
+    cell = rb.get_backend(backend, "cpu", "float32", "jit", isolate=False)
+    spec = rb.RNNSpec(2, 3, cell=cell_kind, num_layers=num_layers, bidirectional=num_layers > 1)
+    weights = rb.RNNWeights.random(spec, seed=0)
+    cell.load(weights)
+    x = np.random.default_rng(0).standard_normal((2, 4, 2)).astype(np.float32)
+    prepared = cell.prepare(x, None)
+    key, inputs = prepared
+    compiled = cell._fns[key]
+    returned: list[Any] = []
+
+    def counted(*args: Any) -> Any:
+        returned.append(compiled(*args))
+        return returned[-1]
+
+    cell._fns[key] = counted
+    cell.synchronize(cell.run(prepared))  # traces, in the cell's scope
+    scopes: list[bool] = []
+    scope = cell._scope
+    cell._scope = lambda *a, **k: scopes.append(True) or scope(*a, **k)
+    try:
+        result = cell.run(prepared)
+    finally:
+        cell._fns[key], cell._scope = compiled, scope
+    cell.synchronize(result)
+    highest = None
+    if cell.keras_backend == "jax":
+        text = compiled.lower(cell._values[key], inputs).as_text()
+        dots = [line for line in text.splitlines() if "dot_general" in line]
+        highest = bool(dots) and all("precision = [HIGHEST, HIGHEST]" in d for d in dots)
+    y, state = cell.fetch(result)
+    want, want_state = rb.reference_forward(weights, x)
+    states = zip(rb.state.as_tuple(spec, state), rb.state.as_tuple(spec, want_state))
+    error = max(float(np.abs(y - want).max()), *(float(np.abs(a - b).max()) for a, b in states))
+    return {
+        "calls": len(returned),
+        "result_is_compiled_output": len(returned) == 2 and result is returned[-1],
+        "scope_entered": bool(scopes),
+        "prepared_tensors": len(inputs),
+        "result_shapes": [list(np.shape(t)) for t in result],
+        "max_abs_error": error,
+        "all_dots_highest": highest,
+        "kernels": cell.info()["kernels"],
     }, {}
 
 
@@ -279,23 +351,40 @@ def main(argv: list[str] | None = None) -> int:
         help="B,T,I,H (repeatable; default 32,100,128,256 and 1,100,32,32)",
     )
     parser.add_argument("--seconds", type=float, default=1.5, help="per side and case")
+    parser.add_argument(
+        "--cell", default="rnn", help=f"comma list of cells, of {', '.join(CELLS)} (default rnn)"
+    )
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args(argv)
     sizes = [
         tuple(int(v) for v in s.split(","))
         for s in (args.size or ["32,100,128,256", "1,100,32,32"])
     ]
+    kinds = [k.strip() for k in args.cell.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in CELLS]
+    if unknown:
+        parser.error(f"unknown cell(s) {unknown} in --cell; use {', '.join(CELLS)}")
     rows = []
-    print(f"{'backend':<22}{'size':<22}{'adapter':>12}{'direct':>12}{'ratio':>8}{'ratio(min)':>11}")
+    print(
+        f"{'backend':<22}{'cell':<6}{'size':<22}{'adapter':>12}{'direct':>12}{'ratio':>8}"
+        f"{'ratio(min)':>11}"
+    )
     for name in args.backends.split(","):
         info = rb.backend_info(name)
         reason = info.unavailable_reason()
         if reason:
             print(f"{name:<22}skipped: {reason}")
             continue
+        supported = DIRECT_CELLS.get(name, CELLS)
+        left_out = [k for k in kinds if k not in supported]
+        if left_out:
+            print(f"{name:<22}skipped {', '.join(left_out)}: its direct call is a vanilla RNN")
+        cases = [(k, size) for k in kinds if k in supported for size in sizes]
+        if not cases:
+            continue
         worker = Worker(name, info.env)
         try:
-            for b, t, i, h in sizes:
+            for kind, (b, t, i, h) in cases:
                 try:
                     row, _ = worker.call(
                         "benchmarks.overhead:pair",
@@ -307,14 +396,15 @@ def main(argv: list[str] | None = None) -> int:
                         input_size=i,
                         hidden_size=h,
                         seconds=args.seconds,
+                        cell_kind=kind,
                     )
                 except rb.RNNBenchError as exc:
-                    print(f"{name:<22}failed: {str(exc).splitlines()[0]}")
+                    print(f"{name:<22}{kind:<6}failed: {str(exc).splitlines()[0]}")
                     break
                 rows.append(row)
                 label = f"{name}[{row['variant']}]"
                 print(
-                    f"{label:<22}{f'B={b} T={t} I={i} H={h}':<22}"
+                    f"{label:<22}{kind:<6}{f'B={b} T={t} I={i} H={h}':<22}"
                     f"{row['adapter_median_s'] * 1e3:>10.3f}ms"
                     f"{row['direct_median_s'] * 1e3:>10.3f}ms"
                     f"{row['ratio']:>8.3f}{row['ratio_min']:>11.3f}"

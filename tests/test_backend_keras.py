@@ -29,6 +29,7 @@ from rnnbench.backends.keras_backend import KERNELS
 import rnnbench as rb
 from rnnbench.gradients import reference_vjp
 from rnnbench.padding import as_written, check_padding, lengths_mask, random_mask
+from rnnbench.process import pooled_worker
 
 KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 # The default variant: Keras' own predict() compiles (jit_compile="auto"); keras-torch has no
@@ -450,3 +451,24 @@ def test_keras_tensorflow_has_no_cuda_device() -> None:
         pytest.skip("keras not installed")
     with pytest.raises(rb.BackendUnavailableError, match="no device 'cuda'"):
         rb.get_backend("keras", device="cuda")
+
+
+@pytest.mark.parametrize("name", ["keras", "keras-jax"])
+def test_a_jit_run_is_one_call_of_the_compiled_function(cells: Any, name: str) -> None:
+    """What keeps the jit variants' overhead near zero (benchmarks/overhead.py): a run is one
+    call of the model's compiled function, whose output is the result as it is (the states
+    stacked inside it, nothing restacked after), and a run that does not trace enters no
+    scope; an input prepared without initial states carries x alone (the compiled function
+    makes the zeros); JAX's matmul precision is baked in when it traces. An LSTM: two states."""
+    cells.get(name, "float32", variant="jit")  # skips when unavailable; starts the worker
+    worker = pooled_worker(rb.backend_info(name))
+    got, _ = worker.call("benchmarks.overhead:run_structure", backend=name, cell_kind="lstm")
+    assert got["calls"] == 2, got  # the run that traced, then the one checked
+    assert got["result_is_compiled_output"], got
+    assert not got["scope_entered"], got
+    assert got["prepared_tensors"] == 1, got
+    assert got["result_shapes"] == [[2, 4, 3], [1, 2, 3], [1, 2, 3]], got
+    assert got["max_abs_error"] < 1e-5, got
+    assert got["all_dots_highest"] is (True if name == "keras-jax" else None), got
+    if not NVIDIA_GPU:
+        assert got["kernels"] == [GENERIC[name]], got
