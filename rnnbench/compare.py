@@ -18,6 +18,7 @@ from rnnbench.padding import as_written, check_padding
 from rnnbench.process import strip_ansi
 from rnnbench.reference import reference_forward
 from rnnbench.registry import backend_info, get_backend, list_backends
+from rnnbench.texttable import text_table
 from rnnbench.tolerances import (
     GradTolerance,
     Tolerance,
@@ -145,13 +146,8 @@ class CompareResult:
             if r.grad_reason and r.grad_status != "pass":
                 verdict += f": {r.grad_reason}"
             body.append((r.backend, r.dtype, *errors, worst, bad, verdict))
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-        widths[-1] = len(head[-1])
-        lines = [f"gradients: {self.case} (batch={self.batch}, T={self.seq_len})"]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
-        return "\n".join(lines)
+        title = f"gradients: {self.case} (batch={self.batch}, T={self.seq_len})"
+        return title + "\n" + text_table(head, body, wrap_last=True)
 
     def row(self, backend: str, dtype: str = "float32") -> BackendComparison:
         for r in self.rows:
@@ -191,13 +187,8 @@ class CompareResult:
             if padded:
                 errors.append({"zero": "zeros", "repeat": "repeat"}.get(r.masked_output or "", "-"))
             body.append((r.backend, r.dtype, r.device, *errors, bad, verdict))
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-        widths[-1] = len(head[-1])
-        lines = [f"{self.case} (batch={self.batch}, T={self.seq_len})"]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
-        return "\n".join(lines)
+        title = f"{self.case} (batch={self.batch}, T={self.seq_len})"
+        return title + "\n" + text_table(head, body, wrap_last=True)
 
     def __str__(self) -> str:
         return self.table() + ("\n" + self.grad_table() if self.has_gradients else "")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rnnbench.bench.progress import format_seconds
 from rnnbench.commands.common import cell_name
+from rnnbench.texttable import text_table
 
 
 def format_table(data: dict[str, Any]) -> str:
@@ -57,9 +58,7 @@ def format_table(data: dict[str, Any]) -> str:
                 r["status"] if ok else f"{r['status']}: {str(r.get('error')).splitlines()[0][:60]}",
             )
         )
-    cells = [tuple(str(c) for c in row) for row in [head, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in cells]
+    lines = text_table(head, rows, rule=False).split("\n")
     for key, peak in data.get("peak", {}).items():
         if peak.get("gflops"):
             lines.append(

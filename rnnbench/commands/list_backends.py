@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rnnbench.texttable import text_table
+
 HELP = "list every backend: available or not, library version, devices, and what installs it"
 
 
@@ -112,10 +114,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    for row in body:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(text_table(head, body, rule=False))
     # One line per reason, e.g. "cuda not listed for torch, keras-torch: a CPU-only build".
     missing: dict[tuple[str, str], list[str]] = {}
     for r in rows:

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from rnnbench.commands.common import add_backend_option, positive_float
+from rnnbench.texttable import text_table
 
 HELP = "replay the seed TF1 notebook (graph seed 35) and run every backend on its weights"
 
@@ -281,14 +282,10 @@ def seed_table(notebook: dict[str, Any], backends: list[str] | None) -> tuple[bo
         body.append(
             (row.backend, ref, "-" if math.isnan(printed_err) else f"{printed_err:.2e}", verdict)
         )
-    widths = [max(len(c) for c in col) for col in zip(head, *body)]
-    widths[-1] = len(head[-1])
     lines = [
         f"Seed table: each backend on the seed's kernel and input, float32 (pass: within the "
         f"reference tolerance and within {SEED_ATOL:g} of the printed output)",
-        "  ".join(h.ljust(w) for h, w in zip(head, widths)),
-        "  ".join("-" * w for w in widths),
-        *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in body),
+        *text_table(head, body, wrap_last=True).split("\n"),
     ]
     return ok, lines
 
