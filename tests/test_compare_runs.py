@@ -251,3 +251,130 @@ def test_training_never_matches_inference(tmp_path: Path) -> None:
         (" training", "only-in-new"),
         ("", "only-in-old"),
     ]
+
+
+# --- bench/1.5: judged on the processes, against the noise the files recorded ---------------
+def _procs(medians: list[float], backend: str = "torch", batch: int = 32, **extra: Any) -> dict:
+    """A 1.5 result: each process's median, 20 samples each around it."""
+    samples = [m * (1 + 0.001 * k) for m in medians for k in range(20)]
+    rec = _result(np.asarray(samples), backend=backend, batch=batch)
+    rec.update(
+        processes=len(medians), process_medians=medians, process_rounds=[20] * len(medians),
+        run_id="r", machine_id="m1", **extra,
+    )  # fmt: skip
+    return rec
+
+
+def _file15(path: Path, results: list[dict], drift: float = 0.0, start: float = 100.0,
+            settings: dict | None = None, threads: dict | None = None) -> str:  # fmt: skip
+    machine = {"hostname": "ci", "cpu": {"model": "Test CPU"}, "gpus": [], "machine_id": "m1",
+               "versions": {"numpy": "2.0"}, "threads": threads or {}}  # fmt: skip
+    run = {
+        "run_id": "r", "machine_id": "m1",
+        "settings": {"processes": 3, "min_time": 1.0, "min_rounds": 5, "warmup_time": 0.2,
+                     **(settings or {})},
+        "calibration": {"key": "cpu/float32", "size": 1024, "start_gflops": start,
+                        "end_gflops": start * (1 + drift), "drift": drift},
+    }  # fmt: skip
+    path.write_text(
+        json.dumps({"schema": "rnnbench.bench/1.5", "machine": machine, "peak": {},
+                    "runs": [run], "results": results})
+    )  # fmt: skip
+    return str(path)
+
+
+def _sweep_files(rng: np.random.Generator, spread: float, factor: dict[str, float]) -> list:
+    """Two backends x 4 batches, 3 processes each, lognormal spread; ``factor`` slows one."""
+    out = []
+    for backend in ("numpy", "torch"):
+        for batch in (1, 8, 32, 64):
+            centre = 1e-3 * batch * factor.get(backend, 1.0)
+            medians = (centre * np.exp(rng.normal(0, spread, 3))).tolist()
+            out.append(_procs(medians, backend=backend, batch=batch))
+    return out
+
+
+def test_processes_a_a_is_never_slower_and_a_10pct_slowdown_is_caught(tmp_path: Path) -> None:
+    """Twenty A/A pairs of sweeps at 2% spread between processes give no slower or faster
+    verdict; a backend 10% slower is caught in most of its cases, and its interval holds
+    1.10; the other backend stays same."""
+    from rnnbench.report.results import load_bench
+    from rnnbench.report.runs import compare_runs
+
+    rng = np.random.default_rng(0)
+    verdicts: dict[str, int] = {}
+    for i in range(20):
+        a = load_bench(_file15(tmp_path / f"a{i}.json", _sweep_files(rng, 0.02, {})))
+        b = load_bench(_file15(tmp_path / f"b{i}.json", _sweep_files(rng, 0.02, {})))
+        for row in compare_runs(a, b):
+            verdicts[row.verdict] = verdicts.get(row.verdict, 0) + 1
+            assert row.test == "processes" and row.low < row.ratio < row.high
+    assert "slower" not in verdicts and "faster" not in verdicts, verdicts
+    assert verdicts.get("same", 0) > 0.8 * 160
+    caught, covered = 0, 0
+    for i in range(10):
+        a = load_bench(_file15(tmp_path / f"c{i}.json", _sweep_files(rng, 0.02, {})))
+        b = load_bench(_file15(tmp_path / f"d{i}.json", _sweep_files(rng, 0.02, {"torch": 1.10})))
+        for row in compare_runs(a, b):
+            if row.backend == "torch":
+                caught += row.verdict == "slower"
+                covered += row.low <= 1.10 <= row.high
+            else:
+                assert row.verdict in ("same", "noisy")
+    assert caught >= 0.7 * 40 and covered >= 0.85 * 40
+
+
+def test_drift_between_runs_widens_to_noisy(tmp_path: Path) -> None:
+    """A machine that ran 10% faster in the new run (its calibration says so) cannot make a
+    case 'faster': the movement is noise the processes of one run do not show."""
+    from rnnbench.report.results import load_bench
+    from rnnbench.report.runs import compare_runs
+
+    old = [_procs([1.0e-3, 1.001e-3, 0.999e-3], batch=b) for b in (1, 2)]
+    new = [_procs([0.9e-3, 0.901e-3, 0.899e-3], batch=b) for b in (1, 2)]
+    steady = compare_runs(
+        load_bench(_file15(tmp_path / "o.json", old)), load_bench(_file15(tmp_path / "n.json", new))
+    )
+    assert {r.verdict for r in steady} == {"faster"}
+    moved = compare_runs(
+        load_bench(_file15(tmp_path / "o2.json", old)),
+        load_bench(_file15(tmp_path / "n2.json", new, start=111.0)),
+    )
+    assert {r.verdict for r in moved} == {"noisy"}
+    assert all("machine's own speed moved 11.0%" in r.note for r in moved)
+
+
+def test_settings_mismatch_is_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recs = [_procs([1e-3, 1.01e-3, 0.99e-3])]
+    old = _file15(tmp_path / "o.json", recs, threads={"torch": {"torch_intra_op": 2}})
+    new = _file15(
+        tmp_path / "n.json",
+        recs,
+        settings={"min_time": 0.5, "processes": 5},
+        threads={"torch": {"torch_intra_op": 1}},
+    )
+    main(["compare", old, new])
+    out = capsys.readouterr().out
+    assert "warning: the runs used different settings: --processes 3 vs 5" in out
+    assert "--min-time 1.0 vs 0.5" in out
+    assert "warning: the runs used different threads: torch torch_intra_op 2 vs 1" in out
+    assert "95% interval" in out
+
+
+def test_a_loaded_run_judges_nothing(tmp_path: Path) -> None:
+    """A clear change measured by a run that started on a loaded machine is 'noisy', naming
+    the load: the other work may have made it."""
+    import json as _json
+
+    from rnnbench.report.results import load_bench
+    from rnnbench.report.runs import compare_runs
+
+    old = _file15(tmp_path / "o.json", [_procs([1e-3, 1.001e-3, 0.999e-3])])
+    new_path = tmp_path / "n.json"
+    _file15(new_path, [_procs([2e-3, 2.001e-3, 1.999e-3])])
+    assert compare_runs(load_bench(old), load_bench(str(new_path)))[0].verdict == "slower"
+    data = _json.loads(new_path.read_text())
+    data["runs"][0].update(cpu_count=2, load_start={"busy_cores": 1.2, "load_average": [3.1]})
+    new_path.write_text(_json.dumps(data))
+    (row,) = compare_runs(load_bench(old), load_bench(str(new_path)))
+    assert row.verdict == "noisy" and "new run's machine was busy with other work" in row.note

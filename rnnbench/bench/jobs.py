@@ -50,6 +50,27 @@ def variants(
     return {"variants": list(getattr(cls, "variants", ("default",)))}, {}
 
 
+def ready(
+    arrays: Any,
+    backend: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    variant: str | None = None,
+    cell_target: str | None = None,
+    devices: list[str] | None = None,
+) -> Reply:
+    """Answers once the worker has started: the interpreter, NumPy, rnnbench and, given a
+    ``backend``, its library (a cell is made and dropped). The parent asks every worker of a
+    group at once and waits before the cases' clocks start, so that the libraries load side
+    by side and starting them is not charged to any case's timeout."""
+    import os
+
+    if backend is not None:
+        _ensure_registered(backend, cell_target, devices)
+        get_backend(backend, device, dtype, variant, isolate=False)
+    return {"pid": os.getpid()}, {}
+
+
 def _timed_call(cell: Any, prepared: Any) -> tuple[int, Any]:
     """One inference call: the forward pass and its synchronization."""
     t0 = time.perf_counter_ns()
@@ -181,19 +202,31 @@ def warmup(arrays: Any, min_time: float, min_rounds: int) -> Reply:
     while rounds < min_rounds or time.perf_counter_ns() - start < min_time * 1e9:
         _, _state["result"] = timed(cell, prepared)
         rounds += 1
-    return {"rounds": rounds, "elapsed_s": (time.perf_counter_ns() - start) / 1e9}, {}
+    elapsed = (time.perf_counter_ns() - start) / 1e9
+    gc.collect()  # what set-up and warm-up left, before the timed turns
+    return {"rounds": rounds, "elapsed_s": elapsed}, {}
 
 
-def measure(arrays: Any, budget_s: float, min_rounds: int, max_rounds: int) -> Reply:
+def measure(
+    arrays: Any, budget_s: float, min_rounds: int, max_rounds: int, warm_calls: int = 0
+) -> Reply:
     """Timed calls for ``budget_s`` and ``min_rounds`` (at least one call, at most
     ``max_rounds``); each sample is ``run`` + ``synchronize`` alone (``run_vjp`` +
     ``synchronize`` for training). The garbage collector is off inside the chunk (as timeit
-    does) so that a collection of the harness's own garbage is not charged to a call."""
+    does) so that a collection of the harness's own garbage is not charged to a call.
+    ``warm_calls`` untimed calls come first: when processes take turns, the one before left
+    the caches (and on a GPU the clocks) to itself, and a short call would time that."""
     cell, prepared, timed = _state["cell"], _state["prepared"], _state["timed"]
     samples: list[int] = []
-    gc.collect()
+    # the young generation only: a full collection walks every object of the library (a
+    # tenth of a second with torch or TensorFlow loaded), once per turn; the full one ran
+    # after the warm-up
+    gc.collect(0)
     gc.disable()
     try:
+        for _ in range(warm_calls):
+            _, result = timed(cell, prepared)
+            del result
         start = time.perf_counter_ns()
         budget_ns = budget_s * 1e9
         while True:

@@ -190,6 +190,99 @@ def blas_info() -> list[dict[str, Any]] | str:
     return [{k: pool.get(k) for k in keep if k in pool} for pool in threadpool_info()]
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of every CPU since boot, from /proc/stat; None elsewhere."""
+    text = _read("/proc/stat")
+    if not text or not text.startswith("cpu "):
+        return None
+    values = [int(v) for v in text.split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _own_jiffies() -> int | None:
+    """Clock ticks this process (and its waited-for children) used, from /proc/self/stat."""
+    text = _read("/proc/self/stat")
+    if not text:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+
+
+def other_load(window_s: float = 0.25) -> dict[str, Any]:
+    """How busy the machine is with work that is not this benchmark, now: the cores other
+    processes kept busy during ``window_s`` seconds (``busy_cores``: 0.0 idle, 1.0 one core's
+    worth), and the load average beside it. The load average alone cannot say: it is a mean
+    over minutes that counts the benchmark's own workers, and a run started right after
+    another inherits the first's. None where /proc is not readable (macOS, Windows)."""
+    try:
+        load: list[float] | None = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    first, own = _cpu_jiffies(), _own_jiffies()
+    busy = None
+    if first is not None and own is not None and window_s > 0:
+        import time
+
+        time.sleep(window_s)
+        second, own2 = _cpu_jiffies(), _own_jiffies()
+        if second is not None and own2 is not None and second[1] > first[1]:
+            cpus = os.cpu_count() or 1
+            # ticks of all CPUs together: the fraction busy times the CPU count is cores
+            share = ((second[0] - first[0]) - (own2 - own)) / (second[1] - first[1])
+            busy = round(max(share, 0.0) * cpus, 3)
+    return {"load_average": load, "busy_cores": busy, "window_s": window_s}
+
+
+def system_state() -> dict[str, Any]:
+    """The facts that explain noise, read now (they change from minute to minute): the load
+    average (the 1, 5 and 15 minute means of runnable processes: above the core count, others
+    compete with the benchmark), the CPU frequency governor of each policy ("performance"
+    holds the clock; "powersave"/"ondemand"/"schedutil" move it with load, so a run's first
+    calls and its idle gaps run at another speed), the current and allowed frequencies, and
+    whether turbo is on (turbo frequencies depend on temperature and on how many cores are
+    busy). A fact this system does not expose (a container, macOS) is None, not a guess."""
+    try:
+        load: list[float] | None = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    governors: dict[str, int] = {}
+    cur_mhz: list[float] = []
+    limits: set[tuple[int, int]] = set()
+    for policy in sorted(Path("/sys/devices/system/cpu/cpufreq").glob("policy*")):
+        gov = _read(str(policy / "scaling_governor"))
+        if gov:
+            governors[gov] = governors.get(gov, 0) + 1
+        cur = _read(str(policy / "scaling_cur_freq"))
+        if cur and cur.isdigit():
+            cur_mhz.append(int(cur) / 1000)
+        lo, hi = _read(str(policy / "scaling_min_freq")), _read(str(policy / "scaling_max_freq"))
+        if lo and hi and lo.isdigit() and hi.isdigit():
+            limits.add((int(lo) // 1000, int(hi) // 1000))
+    no_turbo = _read("/sys/devices/system/cpu/intel_pstate/no_turbo")
+    boost = _read("/sys/devices/system/cpu/cpufreq/boost")
+    turbo = (
+        no_turbo == "0" if no_turbo in ("0", "1") else boost == "1" if boost in ("0", "1") else None
+    )
+    return {
+        "load_average": load,
+        "cpu_count": os.cpu_count(),
+        "governor": governors or None,
+        "cpu_mhz": (
+            {"min": min(cur_mhz), "max": max(cur_mhz), "cpus": len(cur_mhz)} if cur_mhz else None
+        ),
+        "scaling_mhz": sorted(limits) or None,
+        "turbo": turbo,
+    }
+
+
 def machine_record() -> dict[str, Any]:
     """Everything about this machine and software a reader needs to judge a number."""
     import numpy as np  # noqa: F401 - loaded so that threadpoolctl sees NumPy's BLAS
@@ -207,6 +300,9 @@ def machine_record() -> dict[str, Any]:
         "versions": versions(),
         "rnnbench": {"version": __version__, **git_commit()},
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+        # load, governor, clocks: not part of machine_id (they change between runs), kept
+        # with the machine so that a reader sees what the machine was doing
+        "system": system_state(),
         # Filled in as cases run: what each backend's worker reported (threads, TF32).
         "threads": {},
         "tf32": {},
@@ -284,3 +380,13 @@ def thread_env(threads: int | None) -> dict[str, str]:
             f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         ).strip()
     return env
+
+
+def device_env(device: str) -> dict[str, str]:
+    """Environment of a worker on ``device``. On CUDA several workers share the GPU (a case's
+    processes, and the other backends of its group, stay alive together while they take
+    turns): JAX would reserve 75% of the GPU's memory and TensorFlow all of it at start, so
+    the second worker would find none. Each allocates what it uses instead."""
+    if device != "cuda":
+        return {}
+    return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}

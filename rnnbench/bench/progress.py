@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rnnbench.bench.cases import BenchCase
+from rnnbench.bench.stability import result_warnings
 
 if TYPE_CHECKING:
     from rnnbench.bench.runner import BenchSummary
@@ -36,7 +37,14 @@ def describe(record: dict[str, Any]) -> str:
     ]
     if record.get("efficiency") is not None:
         parts.append(f"{100 * record['efficiency']:.1f}% of peak")
-    return ", ".join(parts)
+    if record.get("limit_fraction") is not None:
+        parts.append(f"{100 * record['limit_fraction']:.0f}% of the limit")
+    if record.get("processes", 1) > 1 and record.get("process_sd") is not None:
+        parts.append(f"{record['processes']} processes, spread {100 * record['process_sd']:.1f}%")
+    line = ", ".join(parts)
+    for warning in result_warnings(record):
+        line += f"\n    warning: {warning}"
+    return line
 
 
 class Reporter(Protocol):
@@ -78,12 +86,13 @@ class PlainReporter:
             self._print(f"resuming {path}: {already_done} of {total} cases already done")
 
     def case_started(self, case: BenchCase) -> None:
-        self.index += 1
+        pass  # the backends of a case start together (interleaved): counted as they finish
 
     def case_progress(self, case: BenchCase, median_s: float | None, rounds: int) -> None:
         pass
 
     def case_finished(self, case: BenchCase, record: dict[str, Any]) -> None:
+        self.index += 1
         self._print(f"[{self.index}/{self.total}] {case.label()}: {describe(record)}")
 
     def message(self, text: str) -> None:

@@ -48,6 +48,25 @@ Schema 1.4 keeps every machine's record and every peak a result was computed aga
   ``peak_gflops``. A peak that no result names is not attributed to a machine, so it is
   measured again; a result whose peak an older version already replaced keeps its
   ``peak_gflops``, which is all that is left of it.
+
+Schema 1.5 records how far each number can be trusted:
+
+- Each case runs in several worker processes (``processes``, interleaved with the other
+  backends of its group); ``samples`` holds them process after process, ``process_rounds``
+  how many each process took, ``process_medians`` each one's median, ``process_sd`` the
+  standard deviation of their logs (about their relative spread) and ``process_compile_s``
+  each one's first call; ``compile_s`` is the median of those. A record before 1.5 was one
+  process (``processes`` 1, every sample its own).
+- ``runs`` holds one record per run that added results (each result names its ``run_id``):
+  its settings (processes, min-time, rounds, warm-up, seed), the machine's load average at
+  its start and end, the CPU governor, the GEMM calibration at its start and end (``drift``:
+  how much the machine's own speed moved) and the warnings these gave.
+- ``limits`` maps ``"<key>@<machine_id>"`` (the peak's key) to what the limit model measured
+  on that machine: GEMM times at each case's shapes, the streaming bandwidth, the dispatch
+  floor. Each result computed against them carries ``limit_s`` (the time the machine could
+  not beat), ``limit_fraction`` (limit_s / median_s), ``limit_bound`` (what binds: compute,
+  memory or dispatch), ``limit`` (the three floors and the bytes) and ``limit_id``. Kept
+  across resumes on one machine, like the peak.
 """
 
 from __future__ import annotations
@@ -62,8 +81,8 @@ from rnnbench.bench.cases import KEY_DEFAULTS, BenchCase, key_of
 from rnnbench.errors import RNNBenchError
 from rnnbench.fileio import atomic_write_text
 
-SCHEMA = "rnnbench.bench/1.4"
-_MAJOR, _MINOR = 1, 4
+SCHEMA = "rnnbench.bench/1.5"
+_MAJOR, _MINOR = 1, 5
 _SCHEMA_RE = re.compile(r"^rnnbench\.bench/(\d+)(?:\.(\d+))?$")
 # what a backend's worker reports about the machine at run time, kept per backend
 RUNTIME_FIELDS = ("threads", "tf32")
@@ -123,6 +142,13 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
             record.setdefault(key, value)
     if record["mode"] == "inference" and "flops" in record:
         record.setdefault("forward_flops", record["flops"])
+    if record.get("status") == "ok" and "processes" not in record:
+        # before 1.5 a case ran in one process: every sample its own, its median the median
+        samples = record.get("samples") or []
+        record["processes"] = 1
+        record["process_rounds"] = [len(samples)]
+        record["process_medians"] = [record.get("median_s")]
+        record["process_sd"] = None
     return record
 
 
@@ -186,6 +212,8 @@ class ResultsFile:
             "machines": {},
             "peak": {},
             "peaks": {},
+            "limits": {},
+            "runs": [],
             "results": [],
         }
         if self.path is not None and self.path.exists():
@@ -215,6 +243,8 @@ class ResultsFile:
             ("machines", {}),
             ("peak", {}),
             ("peaks", {}),
+            ("limits", {}),
+            ("runs", []),
             ("results", []),
         ):
             if not isinstance(data.get(key), type(empty)):
@@ -277,6 +307,27 @@ class ResultsFile:
         self.data["peak"][key] = kept
         return kept
 
+    def held_limits(self, key: str) -> dict[str, Any] | None:
+        """What the limit model measured for ``key`` on this run's machine, if anything."""
+        held = self.data["limits"].get(peak_id(key, self.machine_id))
+        return dict(held) if isinstance(held, dict) else None
+
+    def set_limits(self, key: str, measured: dict[str, Any]) -> dict[str, Any]:
+        """Keep the limit model's measurements for ``key`` on this run's machine (in memory
+        until the next :meth:`add`) and return them with their ``limits_id``."""
+        lid = peak_id(key, self.machine_id)
+        kept = {**measured, "key": key, "machine_id": self.machine_id, "limits_id": lid}
+        self.data["limits"][lid] = kept
+        return kept
+
+    def set_run(self, run: dict[str, Any]) -> None:
+        """Keep (or update) this run's record in ``runs``; written with the next save, and
+        saved now when the file already holds a result of this run."""
+        runs = [r for r in self.data["runs"] if r.get("run_id") != run["run_id"]]
+        self.data["runs"] = [*runs, dict(run)]
+        if any(r.get("run_id") == run["run_id"] for r in self.results):
+            self.save()
+
     def note_runtime(self, backend: str, runtime: dict[str, Any]) -> None:
         """What a backend's worker reported about its threads and TF32 settings on this run's
         machine (:meth:`set_machine` first); the other backends' entries stay."""
@@ -287,8 +338,12 @@ class ResultsFile:
             record.setdefault(field, {})[backend] = runtime.get(field)
         self._mirror()
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Append (or replace the unfinished record of the same case) and save at once."""
+    def add(self, record: dict[str, Any], run: dict[str, Any] | None = None) -> None:
+        """Append (or replace the unfinished record of the same case) and save at once, with
+        the record of the ``run`` that made it."""
+        if run is not None:
+            runs = [r for r in self.data["runs"] if r.get("run_id") != run["run_id"]]
+            self.data["runs"] = [*runs, dict(run)]
         key = key_of(record)
         self.data["results"] = [r for r in self.results if key_of(r) != key]
         self.results.append(record)
@@ -299,3 +354,59 @@ class ResultsFile:
             return
         # compact: files hold every raw sample
         atomic_write_text(self.path, json.dumps(self.data) + "\n", make_folder=True)
+
+    def merge_run(self, data: dict[str, Any]) -> None:
+        """Take in what a run made elsewhere (one node of a cluster: the ``data`` of its own
+        results file, or just its ``machines`` and ``results``) and save at once.
+
+        Results are kept per machine: a record replaces this file's record of the same case
+        on the same machine (``machine_id``) only, so one file holds a case once per machine
+        of a fleet. A machine's runtime facts merge per backend as :meth:`set_machine` does;
+        a measured peak this file already holds is kept (results were computed against it).
+        Other maps (``limits``) take the run's entries; list entries (``runs``) replace the
+        entry with the same ``run_id``, or are appended. ``machine`` (and ``peak``) become
+        the run's when it has them: the latest run's, as after a local run."""
+        for mid, record in (data.get("machines") or {}).items():
+            earlier = self.data["machines"].get(mid)
+            merged = dict(record)
+            for field in RUNTIME_FIELDS:
+                seen = dict(earlier.get(field) or {}) if isinstance(earlier, dict) else {}
+                seen.update(record.get(field) or {})
+                merged[field] = seen
+            self.data["machines"][mid] = merged
+        for pid, peak in (data.get("peaks") or {}).items():
+            if not _usable(self.data["peaks"].get(pid)):
+                self.data["peaks"][pid] = peak
+        for name, value in data.items():
+            if name in ("schema", "machine", "machines", "peak", "peaks", "results"):
+                continue
+            held = self.data.get(name)
+            if isinstance(value, dict) and isinstance(held, dict):
+                held.update(value)
+            elif isinstance(value, list) and isinstance(held, list):
+                for item in value:
+                    rid = item.get("run_id") if isinstance(item, dict) else None
+                    if rid is not None:
+                        held[:] = [
+                            h for h in held if not (isinstance(h, dict) and h.get("run_id") == rid)
+                        ]
+                    if item not in held:
+                        held.append(item)
+        machine = data.get("machine")
+        if isinstance(machine, dict) and machine.get("machine_id") in self.data["machines"]:
+            mid = machine["machine_id"]
+            record = self.data["machines"][mid]
+            self.data["machine"] = {
+                **{k: (dict(v) if k in RUNTIME_FIELDS else v) for k, v in record.items()},
+                "machine_id": mid,
+            }
+            for peak in self.data["peaks"].values():
+                if isinstance(peak, dict) and peak.get("machine_id") == mid and peak.get("key"):
+                    self.data["peak"][peak["key"]] = peak
+        for record in data.get("results") or []:
+            key = (record.get("machine_id"), key_of(record))
+            self.data["results"] = [
+                r for r in self.results if (r.get("machine_id"), key_of(r)) != key
+            ]
+            self.results.append(record)
+        self.save()

@@ -1,26 +1,41 @@
-"""Run a sweep: one worker process per (backend, variant, threads), a fresh one after any
-failure, every finished case saved at once, a timeout per case, Ctrl-C keeping what was done."""
+"""Run a sweep. The cases that differ only in backend run as a group, side by side: each case
+gets ``processes`` worker processes, all of them stay alive through the group, and they take
+their timed turns in a new random order each round, so that whatever the machine does meanwhile
+(a clock change, another tenant, a cron job) lands on every backend alike, and the spread
+between a case's processes measures the noise a second run would see. A failure gets fresh
+workers, every finished case is saved at once, each case has its own timeout (its own workers'
+time), and Ctrl-C keeps what was done."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
+import functools
+import math
+import random
 import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rnnbench.bench import jobs
-from rnnbench.bench.cases import BenchCase, expand_cases
+from rnnbench.bench import limits as limits_mod
+from rnnbench.bench.cases import KEY_FIELDS, BenchCase, expand_cases
 from rnnbench.bench.machine import (
     cuda_unavailable_reason,
+    device_env,
     machine_id,
     machine_record,
+    other_load,
     thread_env,
 )
 from rnnbench.bench.progress import Reporter, make_reporter
 from rnnbench.bench.results import ResultsFile
-from rnnbench.bench.stats import summarize
+from rnnbench.bench.stability import run_warnings
+from rnnbench.bench.stats import log_spread, summarize
 from rnnbench.errors import (
     BackendRuntimeError,
     BackendUnavailableError,
@@ -32,6 +47,17 @@ from rnnbench.registry import BackendInfo, backend_info, list_backends
 from rnnbench.wire import WireTimeout
 
 JOBS = jobs.__name__
+# Worker processes per case by default: the spread between them is the noise a second run
+# would see. Three is the fewest that give a spread at all with one to spare; more narrow the
+# intervals (rnnbench compare pools the spread over a backend's cases, so a sweep of several
+# cases needs no more) at the cost of a compile and a warm-up each.
+DEFAULT_PROCESSES = 3
+# Each process takes about this many timed turns per case (its share of --min-time in slices).
+TURNS_PER_PROCESS = 5
+# Seconds a worker may take to start (an interpreter and NumPy; many start at once), at least.
+STARTUP_TIMEOUT = 120.0
+# Seconds of the GEMM that calibrates the machine's speed at the start and the end of a run.
+CALIBRATION_TIME = 0.2
 
 
 @dataclass
@@ -54,8 +80,9 @@ class BenchConfig:
     lengths: Sequence[str] = ("full",)
     # "inference" (the forward pass) and/or "training" (forward + backward of one loss)
     modes: Sequence[str] = ("inference",)
-    min_time: float = 1.0  # seconds of timed calls per case
-    min_rounds: int = 5
+    processes: int = DEFAULT_PROCESSES  # worker processes per case, interleaved
+    min_time: float = 1.0  # seconds of timed calls per case, over all its processes
+    min_rounds: int = 5  # timed calls per case at least, over all its processes
     max_rounds: int = 10_000  # caps the samples kept per case
     warmup_time: float = 0.2
     warmup_rounds: int = 2
@@ -65,6 +92,8 @@ class BenchConfig:
     peak: bool = True
     peak_sizes: Sequence[int] | None = None  # None: 512,1024,2048 on the CPU, 4096.. on CUDA
     peak_min_time: float = 0.3  # seconds per GEMM size
+    limit_min_time: float = 0.05  # seconds per measurement of the limit model
+    load_window: float = 0.25  # seconds the other work on the machine is measured, start and end
     chunk_s: float = 0.25  # the parent hears from the worker this often (running median)
 
 
@@ -157,8 +186,91 @@ def select_variants(
     return {b: (v or available[b][:1]) for b, v in chosen.items()}
 
 
+def plan_cases(config: BenchConfig) -> tuple[list[BenchCase], dict[str, str]]:
+    """Every case of the sweep, and for backends that cannot run, why not (a worker per
+    installed backend is asked for its variants; an unknown backend is an error)."""
+    c = config
+    names = list(c.backends) if c.backends else list_backends()
+    skip: dict[str, str] = {}
+    available: dict[str, list[str]] = {}
+    for name in names:
+        info = backend_info(name)  # an unknown name is an error, before anything runs
+        reason = info.unavailable_reason()
+        if reason is None and c.device not in info.devices:
+            reason = (
+                f"backend {name!r} has no device {c.device!r} (its devices: "
+                f"{', '.join(info.devices)})"
+            )
+        if reason is None and c.device == "cuda":
+            reason = cuda_unavailable_reason()
+        if reason is None:
+            try:
+                available[name] = _probe_variants(info)
+            except BackendUnavailableError as exc:
+                reason = str(exc).split("\nHint:")[0]
+        if reason is not None:
+            skip[name] = reason
+            available.setdefault(name, ["default"])
+    chosen = select_variants(available, c.variants)
+    pairs = [(b, v) for b in names for v in chosen[b]]
+    cases = expand_cases(
+        pairs,
+        device=c.device,
+        dtypes=c.dtypes,
+        batches=c.batches,
+        seq_lens=c.seq_lens,
+        input_sizes=c.input_sizes,
+        hidden_sizes=c.hidden_sizes,
+        layers=c.layers,
+        bidirectional=c.bidirectional,
+        threads=c.threads,
+        cells=c.cells,
+        nonlinearities=c.nonlinearities,
+        lengths=c.lengths,
+        modes=c.modes,
+    )
+    return cases, skip
+
+
+@dataclass
+class _Slot:
+    """One worker process of one case: its samples and how much timed work it has done."""
+
+    index: int
+    worker: Worker
+    samples: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0  # timed seconds (the samples' sum, as the worker measured them)
+    compile_s: float | None = None
+    warmup_rounds: int = 0
+    done: bool = False
+    tail: dict[str, Any] | None = None
+
+
+@dataclass
+class _CaseRun:
+    """A case in flight: its processes, and the wall time its workers have used (its timeout
+    counts that, not the time other backends of the group took in their turns)."""
+
+    case: BenchCase
+    info: BackendInfo
+    slots: list[_Slot] = field(default_factory=list)
+    busy_s: float = 0.0
+    partial: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] | None = None  # set once the case has finished, whatever its status
+
+    def samples(self) -> list[float]:
+        return [s for slot in self.slots for s in slot.samples]
+
+
+def group_key(case: BenchCase) -> tuple[Any, ...]:
+    """Cases that differ only in backend and variant: they run interleaved, side by side."""
+    return tuple(v for f, v in zip(KEY_FIELDS, case.key()) if f not in ("backend", "variant"))
+
+
 class _Run:
     def __init__(self, config: BenchConfig, reporter: Reporter) -> None:
+        if config.processes < 1:
+            raise SpecError(f"processes must be >= 1, got {config.processes}")
         self.config = config
         self.reporter = reporter
         self.file = ResultsFile(config.out)
@@ -168,54 +280,54 @@ class _Run:
         # stops at planning or finds nothing to measure leaves an existing file as it was
         self.file.set_machine(machine, self.machine_id)
         self.peaks: dict[str, dict[str, Any]] = {}
+        self.limits: dict[str, dict[str, Any]] = {}
         self.summary = BenchSummary(config.out)
+        self.pool: dict[tuple[Any, ...], Worker] = {}
+        self.helpers: dict[int | None, Worker] = {}  # the measuring workers (_helper_call)
+        self.rng = random.Random(config.seed)
+        system = machine.get("system") or {}
+        self.run_record: dict[str, Any] = {
+            "run_id": f"{self.machine_id}/{_now()}",
+            "machine_id": self.machine_id,
+            "started": _now(),
+            "finished": None,
+            "settings": {
+                "processes": config.processes,
+                "min_time": config.min_time,
+                "min_rounds": config.min_rounds,
+                "max_rounds": config.max_rounds,
+                "warmup_time": config.warmup_time,
+                "seed": config.seed,
+                "interleaved": True,
+            },
+            "cpu_count": system.get("cpu_count"),
+            "governor": system.get("governor"),
+            # what else kept the cores busy just before the first case and after the last
+            "load_start": other_load(config.load_window),
+            "load_end": None,
+            "calibration": None,
+        }
 
-    # --- planning ------------------------------------------------------------------------
     def plan(self) -> tuple[list[BenchCase], dict[str, str]]:
-        """Every case of the sweep, and for backends that cannot run, why not."""
-        c = self.config
-        names = list(c.backends) if c.backends else list_backends()
-        skip: dict[str, str] = {}
-        available: dict[str, list[str]] = {}
-        for name in names:
-            info = backend_info(name)  # an unknown name is an error, before anything runs
-            reason = info.unavailable_reason()
-            if reason is None and c.device not in info.devices:
-                reason = (
-                    f"backend {name!r} has no device {c.device!r} (its devices: "
-                    f"{', '.join(info.devices)})"
-                )
-            if reason is None and c.device == "cuda":
-                reason = cuda_unavailable_reason()
-            if reason is None:
-                try:
-                    available[name] = _probe_variants(info)
-                except BackendUnavailableError as exc:
-                    reason = str(exc).split("\nHint:")[0]
-            if reason is not None:
-                skip[name] = reason
-                available.setdefault(name, ["default"])
-        chosen = select_variants(available, c.variants)
-        pairs = [(b, v) for b in names for v in chosen[b]]
-        cases = expand_cases(
-            pairs,
-            device=c.device,
-            dtypes=c.dtypes,
-            batches=c.batches,
-            seq_lens=c.seq_lens,
-            input_sizes=c.input_sizes,
-            hidden_sizes=c.hidden_sizes,
-            layers=c.layers,
-            bidirectional=c.bidirectional,
-            threads=c.threads,
-            cells=c.cells,
-            nonlinearities=c.nonlinearities,
-            lengths=c.lengths,
-            modes=c.modes,
-        )
-        return cases, skip
+        return plan_cases(self.config)
 
-    # --- the GEMM peak -------------------------------------------------------------------
+    # --- the GEMM peak, the calibration and the limit model -------------------------------
+    def _helper_call(self, name: str, threads: int | None, target: str, **kwargs: Any) -> Any:
+        """One call in the run's measuring worker for ``threads`` (NumPy, or torch on CUDA):
+        the GEMM peak, the calibration and the limit model share it, in a process of their
+        own (no backend's library loaded beside them); it waits, asleep, while cases run."""
+        worker = self.helpers.get(threads)
+        if worker is None or not worker.alive:
+            env = {**thread_env(threads), **device_env(self.config.device)}
+            worker = self.helpers[threads] = Worker(name, env)
+        try:
+            return worker.call(f"{target}", timeout=self.config.timeout, **kwargs)[0]
+        except RNNBenchError:
+            self.helpers.pop(threads, None)
+            worker.kill()
+            worker.close()
+            raise
+
     def peak(self, case: BenchCase) -> dict[str, Any] | None:
         if not self.config.peak:
             return None
@@ -231,12 +343,12 @@ class _Run:
             )
         if key not in self.peaks:
             self.reporter.message(f"measuring the GEMM peak for {key}")
-            worker = Worker("gemm-peak", thread_env(case.threads))
+            c = self.config
             try:
-                c = self.config
-                peak, _ = worker.call(
+                peak = self._helper_call(
+                    "gemm-peak",
+                    case.threads,
                     f"{JOBS}:gemm_peak",
-                    timeout=c.timeout,
                     device=case.device,
                     dtype=case.dtype,
                     min_time=c.peak_min_time,
@@ -250,8 +362,6 @@ class _Run:
                     "gflops": None,
                     "error": str(exc),
                 }
-            finally:
-                worker.close()
             self.peaks[key] = self.file.set_peak(key, peak)
             if peak.get("gflops"):
                 self.reporter.message(
@@ -259,6 +369,95 @@ class _Run:
                     f"n={peak['size']})"
                 )
         return self.peaks[key]
+
+    def calibrate(self, when: str) -> None:
+        """A short GEMM at the first peak's best size, at the start and at the end of the run:
+        how much the machine's own speed moved while the cases ran (``rnnbench compare``
+        also reads it as the noise between runs that no spread within a run shows)."""
+        if not self.config.peak or not self.peaks:
+            return
+        key, peak = next(iter(self.peaks.items()))
+        if not peak.get("gflops"):
+            return
+        device, dtype, *rest = key.split("/")
+        threads = int(rest[0].split("=")[1]) if rest else None
+        try:
+            got = self._helper_call(
+                "calibration",
+                threads,
+                f"{JOBS}:gemm_peak",
+                device=device,
+                dtype=dtype,
+                min_time=CALIBRATION_TIME,
+                sizes=[int(peak["size"])] if peak.get("size") else None,
+            )
+        except RNNBenchError as exc:
+            self.reporter.message(f"calibration at the {when} failed: {exc}")
+            return
+        cal = self.run_record["calibration"] or {"key": key, "size": peak.get("size")}
+        cal[f"{when}_gflops"] = got["gflops"]
+        if "start_gflops" in cal and "end_gflops" in cal:
+            cal["drift"] = cal["end_gflops"] / cal["start_gflops"] - 1.0
+        self.run_record["calibration"] = cal
+
+    def limits_for(self, case: BenchCase) -> dict[str, Any] | None:
+        """What the limit model needs for ``case`` (GEMMs at its shapes, the streaming
+        bandwidth, the dispatch floor), measured once per key and machine and kept in the
+        file; None when it could not be measured (the result then has no limit)."""
+        if not self.config.peak:
+            return None
+        key = _peak_key(case.device, case.dtype, case.threads)
+        shapes = [list(s) for s in limits_mod.gemm_shapes(case.to_dict())]
+        held = self.limits.get(key) or self.file.held_limits(key) or {}
+        missing = [s for s in shapes if ",".join(map(str, s)) not in held.get("gemm", {})]
+        if missing or "bandwidth" not in held:
+            try:
+                got = self._helper_call(
+                    "limits",
+                    case.threads,
+                    f"{limits_mod.__name__}:measure_limits",
+                    device=case.device,
+                    dtype=case.dtype,
+                    shapes=missing,
+                    min_time=self.config.limit_min_time,
+                    streams="bandwidth" not in held,
+                )
+            except RNNBenchError as exc:
+                self.reporter.message(f"the limit model for {key} could not be measured: {exc}")
+                return None
+            merged = {**held, **{k: v for k, v in got.items() if k != "gemm"}}
+            merged["gemm"] = {**held.get("gemm", {}), **got.get("gemm", {})}
+            held = merged
+        self.limits[key] = self.file.set_limits(key, held)
+        return held
+
+    # --- workers ---------------------------------------------------------------------------
+    def _worker(self, case: BenchCase, index: int) -> Worker:
+        """Process ``index`` of the case's (backend, variant, threads): kept across the groups
+        of the sweep (a library starts once per process, not once per case)."""
+        key = (case.backend, case.variant, case.threads, index)
+        worker = self.pool.get(key)
+        if worker is None or not worker.alive:
+            info = backend_info(case.backend)
+            env = {**info.env, **thread_env(case.threads), **device_env(case.device)}
+            worker = self.pool[key] = Worker(case.backend, env)
+        return worker
+
+    def _drop(self, worker: Worker, kill: bool = True) -> None:
+        for key, held in list(self.pool.items()):
+            if held is worker:
+                del self.pool[key]
+        if kill:
+            worker.kill()
+        worker.close()
+
+    def _keep_only(self, cases: list[BenchCase]) -> None:
+        """Close the workers no case of the next group uses (their memory is the next's)."""
+        wanted = {(c.backend, c.variant, c.threads) for c in cases}
+        for key, worker in list(self.pool.items()):
+            if key[:3] not in wanted:
+                del self.pool[key]
+                worker.close()
 
     # --- one case ------------------------------------------------------------------------
     def record(
@@ -282,85 +481,53 @@ class _Run:
             "error": error,
         }
         rec.update(fields)
-        rec.update(timestamp=_now(), machine_id=self.machine_id)
+        rec.update(timestamp=_now(), machine_id=self.machine_id, run_id=self.run_record["run_id"])
         return rec
 
-    def measure(self, worker: Worker, case: BenchCase, info: BackendInfo) -> dict[str, Any]:
-        c = self.config
-        deadline = time.monotonic() + c.timeout
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _CaseTimeout()
-            return left
-
-        samples: list[float] = []
-        partial: dict[str, Any] = {}
+    def _call(self, run: _CaseRun, slot: _Slot, target: str, **kwargs: Any) -> dict[str, Any]:
+        """One call of a case's worker, charged to the case's own time budget."""
+        left = self.config.timeout - run.busy_s
+        if left <= 0:
+            raise _CaseTimeout()
+        t0 = time.monotonic()
         try:
-            try:
-                tail = self._calls(worker, case, info, remaining, samples, partial)
-            except BackendRuntimeError:
-                if _stopped_by_ctrl_c(worker):
-                    raise KeyboardInterrupt from None
-                raise
-        except KeyboardInterrupt:
-            worker.kill()
-            rec = self._finish(
-                case, "interrupted", "interrupted by the user (Ctrl-C)", samples, partial
-            )
-            self.file.add(rec)
-            self.summary.records.append(rec)
-            self.summary.interrupted = True
-            raise
-        except _CaseTimeout:
-            worker.kill()
-            why = f"the case ran past --timeout {c.timeout} s and its worker was stopped"
-            return self._finish(case, "timeout", why, samples, partial)
-        except BackendUnavailableError as exc:
-            return self._finish(case, "skipped", str(exc), samples, partial)
-        except BackendRuntimeError as exc:
-            worker.kill()
-            if isinstance(exc.__cause__, WireTimeout):
-                why = f"no answer within --timeout {c.timeout} s (the worker was stopped)"
-                return self._finish(case, "timeout", why, samples, partial)
-            return self._finish(case, "failed", str(exc), samples, partial)
-        except RNNBenchError as exc:
-            worker.kill()
-            return self._finish(case, "failed", str(exc), samples, partial)
-        rec = self._finish(case, "ok", None, samples, partial)
-        rec["info"] = tail.get("info", partial.get("info"))
-        rec["path"] = rec["info"].get("path") if rec["info"] else rec["path"]
-        rec["version"] = rec["info"].get("version") if rec["info"] else None
-        if case.mode == "training":
-            # what the library ran backwards through (torch, jax, keras say; else the forward's)
-            rec["backward_path"] = (rec["info"] or {}).get("backward_path") or rec["path"]
-        rec["output_finite"] = tail.get("output_finite")
-        runtime = tail.get("runtime", {})
-        rec["threads_used"] = runtime.get("threads")
-        rec["tf32"] = runtime.get("tf32")
-        self.file.note_runtime(case.backend, runtime)
-        if tail.get("output_finite") is False:
-            rec["status"] = "failed"
-            what = "a gradient" if case.mode == "training" else "the output"
-            rec["error"] = f"{what} holds NaN or infinity; the timing is not kept as valid"
-        return rec
+            header, _ = slot.worker.call(f"{JOBS}:{target}", timeout=left, **kwargs)
+        finally:
+            run.busy_s += time.monotonic() - t0
+        return header
 
-    def _calls(
-        self,
-        worker: Worker,
-        case: BenchCase,
-        info: BackendInfo,
-        remaining: Callable[[], float],
-        samples: list[float],
-        partial: dict[str, Any],
-    ) -> dict[str, Any]:
-        """setup, warm-up, measurement chunks and teardown in the worker; ``samples`` and
-        ``partial`` fill in as it goes, so that an interrupted case keeps what it has."""
-        c = self.config
-        head, _ = worker.call(
-            f"{JOBS}:setup",
-            timeout=remaining(),
+    def _start_all(self, runs: list[_CaseRun]) -> None:
+        """Ask every worker of the group whether it has started (and loaded its library), all
+        at once from threads; a case whose worker could not start ends as its error says."""
+        timeout = max(self.config.timeout, STARTUP_TIMEOUT)
+
+        def ask(run: _CaseRun, slot: _Slot) -> None:
+            case = run.case
+            slot.worker.call(
+                f"{JOBS}:ready",
+                timeout=timeout,
+                backend=case.backend,
+                device=case.device,
+                dtype=case.dtype,
+                variant=case.variant,
+                cell_target=run.info.target,
+                devices=list(run.info.devices),
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            pending = {run.case: [pool.submit(ask, run, s) for s in run.slots] for run in runs}
+            for run in runs:
+                for future in pending[run.case]:
+                    self._guarded(run, future.result)
+                    if run.record is not None:
+                        break
+
+    def _setup(self, run: _CaseRun, slot: _Slot) -> None:
+        c, case = self.config, run.case
+        head = self._call(
+            run,
+            slot,
+            "setup",
             backend=case.backend,
             device=case.device,
             dtype=case.dtype,
@@ -370,66 +537,217 @@ class _Run:
             seq_len=case.seq_len,
             seed=c.seed,
             threads=case.threads,
-            cell_target=info.target,
-            devices=list(info.devices),
+            cell_target=run.info.target,
+            devices=list(run.info.devices),
             lengths=_as_list(case.row_lengths(c.seed)),
             mode=case.mode,
         )
-        partial.update(
-            compile_s=head["compile_s"],
-            compile_detail=head["compile_detail"],
-            path=head["info"].get("path"),
-            info=head["info"],
-        )
-        warm, _ = worker.call(
-            f"{JOBS}:warmup",
-            timeout=remaining(),
-            min_time=c.warmup_time,
-            min_rounds=c.warmup_rounds,
-        )
-        partial["warmup_rounds"] = warm["rounds"]
-        elapsed = 0.0
-        while (elapsed < c.min_time or len(samples) < c.min_rounds) and (
-            len(samples) < c.max_rounds
-        ):
-            left = c.max_rounds - len(samples)
-            chunk, _ = worker.call(
-                f"{JOBS}:measure",
-                timeout=remaining(),
-                budget_s=min(c.chunk_s, max(c.min_time - elapsed, 0.0)),
-                min_rounds=max(min(c.min_rounds - len(samples), left), 1),
-                max_rounds=left,
+        slot.compile_s = head["compile_s"]
+        if not run.partial:
+            run.partial.update(
+                compile_detail=head["compile_detail"],
+                path=head["info"].get("path"),
+                info=head["info"],
             )
-            samples.extend(chunk["samples"])
-            elapsed += chunk["elapsed_s"]
-            self.reporter.case_progress(case, summarize(samples)["median_s"], len(samples))
-        tail, _ = worker.call(f"{JOBS}:teardown", timeout=remaining())
-        return tail
+        warm = self._call(run, slot, "warmup", min_time=c.warmup_time, min_rounds=c.warmup_rounds)
+        slot.warmup_rounds = warm["rounds"]
 
-    def _finish(
-        self,
-        case: BenchCase,
-        status: str,
-        error: str | None,
-        samples: list[float],
-        partial: dict[str, Any],
-    ) -> dict[str, Any]:
+    def _chunk(self, run: _CaseRun, slot: _Slot, per_process: _Quota) -> None:
+        """One turn of one process: a chunk of timed calls, after one untimed call when calls
+        are short (the turn before was another process's, which left the caches and the
+        thread pools to itself)."""
+        running = float(np.median(slot.samples)) if slot.samples else math.inf
+        warm_calls = 1 if running < per_process.chunk_s / 4 else 0
+        left = per_process.max_rounds - len(slot.samples)
+        chunk = self._call(
+            run,
+            slot,
+            "measure",
+            budget_s=min(per_process.chunk_s, max(per_process.time_s - slot.elapsed_s, 0.0)),
+            min_rounds=1,
+            max_rounds=max(left, 1),
+            warm_calls=warm_calls,
+        )
+        slot.samples.extend(chunk["samples"])
+        slot.elapsed_s += sum(chunk["samples"])
+        slot.done = len(slot.samples) >= per_process.max_rounds or (
+            slot.elapsed_s >= per_process.time_s and len(slot.samples) >= per_process.min_rounds
+        )
+
+    def _fail(self, run: _CaseRun, exc: BaseException) -> None:
+        """End a case on an error: the status it means, its processes stopped unless the
+        backend only refused (a refusal leaves a worker sound, and the next case asks again
+        so that each skip names its own case)."""
+        c = self.config
+        if isinstance(exc, _CaseTimeout):
+            status, why = (
+                "timeout",
+                (f"the case ran past --timeout {c.timeout} s and its workers were stopped"),
+            )
+        elif isinstance(exc, BackendUnavailableError):
+            status, why = "skipped", str(exc)
+        elif isinstance(exc, BackendRuntimeError) and isinstance(exc.__cause__, WireTimeout):
+            status, why = "timeout", f"no answer within --timeout {c.timeout} s (stopped)"
+        else:
+            status, why = "failed", str(exc)
+        if status != "skipped":
+            for slot in run.slots:
+                self._drop(slot.worker)
+        run.record = self._finish(run, status, why)
+
+    def _guarded(self, run: _CaseRun, step: Callable[[], None]) -> None:
+        """Run one step of a case; an error ends that case (not the group)."""
+        try:
+            try:
+                step()
+            except BackendRuntimeError:
+                if any(_stopped_by_ctrl_c(slot.worker) for slot in run.slots):
+                    raise KeyboardInterrupt from None
+                raise
+        except KeyboardInterrupt:
+            raise
+        except (_CaseTimeout, RNNBenchError) as exc:
+            self._fail(run, exc)
+
+    def _teardown(self, run: _CaseRun) -> None:
+        tails = []
+        for slot in run.slots:
+            slot.tail = self._call(run, slot, "teardown")
+            tails.append(slot.tail)
+        first = tails[0]
+        rec = self._finish(run, "ok", None)
+        rec["info"] = first.get("info", run.partial.get("info"))
+        rec["path"] = rec["info"].get("path") if rec["info"] else rec["path"]
+        rec["version"] = rec["info"].get("version") if rec["info"] else None
+        if run.case.mode == "training":
+            # what the library ran backwards through (torch, jax, keras say; else the forward's)
+            rec["backward_path"] = (rec["info"] or {}).get("backward_path") or rec["path"]
+        finite = [t.get("output_finite") for t in tails]
+        rec["output_finite"] = None if None in finite else all(finite)
+        runtime = first.get("runtime", {})
+        rec["threads_used"] = runtime.get("threads")
+        rec["tf32"] = runtime.get("tf32")
+        self.file.note_runtime(run.case.backend, runtime)
+        if rec["output_finite"] is False:
+            rec["status"] = "failed"
+            what = "a gradient" if run.case.mode == "training" else "the output"
+            rec["error"] = f"{what} holds NaN or infinity; the timing is not kept as valid"
+        run.record = rec
+
+    def _finish(self, run: _CaseRun, status: str, error: str | None) -> dict[str, Any]:
+        case = run.case
+        samples = run.samples()
         stats = summarize(samples)
-        fields: dict[str, Any] = {**partial, **stats, "samples": samples}
-        fields["min_time"] = self.config.min_time
-        fields["seed"] = self.config.seed
+        fields: dict[str, Any] = {**run.partial, **stats, "samples": samples}
+        timed = [slot for slot in run.slots if slot.samples]
+        medians = [float(np.median(slot.samples)) for slot in timed]
+        spread = log_spread(medians)
+        compiles = [slot.compile_s for slot in run.slots if slot.compile_s is not None]
+        fields.update(
+            processes=len(timed),
+            process_rounds=[len(slot.samples) for slot in timed],
+            process_medians=medians,
+            process_sd=spread.sd if spread and spread.n > 1 else None,
+            process_compile_s=compiles,
+            compile_s=float(np.median(compiles)) if compiles else None,
+            warmup_rounds=sum(slot.warmup_rounds for slot in run.slots),
+            min_time=self.config.min_time,
+            seed=self.config.seed,
+        )
         if stats["median_s"]:
             median = float(stats["median_s"])
             fields["gflops"] = case.flops / median / 1e9
             fields["time_per_step_s"] = median / case.seq_len
-            peak = self.peaks.get(_peak_key(case.device, case.dtype, case.threads))
+            key = _peak_key(case.device, case.dtype, case.threads)
+            peak = self.peaks.get(key)
             if peak and peak.get("gflops"):
                 # the peak goes with the result: its value, key and id (the file's ``peaks``)
                 fields["peak_gflops"] = peak["gflops"]
-                fields["peak_key"] = _peak_key(case.device, case.dtype, case.threads)
+                fields["peak_key"] = key
                 fields["peak_id"] = peak.get("peak_id")
                 fields["efficiency"] = fields["gflops"] / peak["gflops"]
+            measured = self.limits.get(key)
+            if measured:
+                limit = limits_mod.limit_for(case.to_dict(), measured)
+                fields.update(
+                    limit_s=limit["limit_s"],
+                    limit_fraction=limits_mod.fraction(limit["limit_s"], median),
+                    limit_bound=limit["bound"],
+                    limit=limit,
+                    limit_id=measured.get("limits_id"),
+                )
         return self.record(case, status, error, **fields)
+
+    # --- one group: the backends of one case, interleaved -----------------------------------
+    def _run_group(self, cases: list[BenchCase], skip: dict[str, str]) -> None:
+        c = self.config
+        runs: list[_CaseRun] = []
+        for case in cases:
+            self.reporter.case_started(case)
+            if case.backend in skip:
+                self._done(case, self.record(case, "skipped", skip[case.backend]))
+            else:
+                runs.append(_CaseRun(case, backend_info(case.backend)))
+        if not runs:
+            return
+        self._keep_only([r.case for r in runs])
+        self.peak(runs[0].case)
+        self.limits_for(runs[0].case)
+        quota = _Quota.of(c)
+        try:
+            for run in runs:
+                run.slots = [_Slot(i, self._worker(run.case, i)) for i in range(c.processes)]
+            # every worker starts, and loads its library, at once; the cases' clocks start
+            # once they all have
+            self._start_all(runs)
+            # set-up and warm-up, each process in turn (compiles are timed apart, not raced)
+            for run in runs:
+                for slot in run.slots:
+                    if run.record is None:
+                        self._guarded(run, functools.partial(self._setup, run, slot))
+            # the rounds: every process that still needs time takes one chunk, in a new
+            # random order each round, so that drift lands on every backend alike
+            while True:
+                turns = [
+                    (run, slot)
+                    for run in runs
+                    if run.record is None
+                    for slot in run.slots
+                    if not slot.done
+                ]
+                if not turns:
+                    break
+                self.rng.shuffle(turns)
+                for run, slot in turns:
+                    if run.record is not None:
+                        continue
+                    self._guarded(run, functools.partial(self._chunk, run, slot, quota))
+                    if run.record is None:
+                        self.reporter.case_progress(
+                            run.case, summarize(run.samples())["median_s"], len(run.samples())
+                        )
+            for run in runs:
+                if run.record is None:
+                    self._guarded(run, functools.partial(self._teardown, run))
+        except KeyboardInterrupt:
+            for run in runs:
+                if run.record is None:
+                    for slot in run.slots:
+                        self._drop(slot.worker)
+                    run.record = self._finish(
+                        run, "interrupted", "interrupted by the user (Ctrl-C)"
+                    )
+                    self._done(run.case, run.record)
+            self.summary.interrupted = True
+            raise
+        for run in runs:
+            assert run.record is not None
+            self._done(run.case, run.record)
+
+    def _done(self, case: BenchCase, rec: dict[str, Any]) -> None:
+        self.file.add(rec, run=self.run_record)
+        self.summary.records.append(rec)
+        self.reporter.case_finished(case, rec)
 
     # --- the sweep -----------------------------------------------------------------------
     def run(self) -> BenchSummary:
@@ -437,44 +755,61 @@ class _Run:
         todo = [case for case in cases if not self.file.is_done(case)]
         self.summary.already_done = len(cases) - len(todo)
         self.reporter.start(len(cases), self.summary.already_done, self.config.out)
-        worker: Worker | None = None
-        group: tuple[Any, ...] | None = None
+        groups: dict[tuple[Any, ...], list[BenchCase]] = {}
+        for case in todo:
+            groups.setdefault(group_key(case), []).append(case)
         try:
-            for case in todo:
-                self.reporter.case_started(case)
-                if case.backend in skip:
-                    rec = self.record(case, "skipped", skip[case.backend])
-                else:
-                    self.peak(case)
-                    key = (case.backend, case.variant, case.threads)
-                    if worker is not None and (key != group or not worker.alive):
-                        worker.close()
-                        worker = None
-                    if worker is None:
-                        info = backend_info(case.backend)
-                        worker = Worker(case.backend, {**info.env, **thread_env(case.threads)})
-                        group = key
-                    rec = self.measure(worker, case, backend_info(case.backend))
-                    # A refusal ("skipped": BackendUnavailableError from setup, e.g. torch has
-                    # no reset-before GRU) leaves the worker sound, and the next case asks it
-                    # again, so that each skip names its own case. Any other failure gets a
-                    # fresh worker for the next case.
-                    if rec["status"] not in ("ok", "skipped"):
-                        worker.kill()
-                        worker.close()
-                        worker = None
-                self.file.add(rec)
-                self.summary.records.append(rec)
-                self.reporter.case_finished(case, rec)
+            for index, group in enumerate(groups.values()):
+                if index == 0 and any(case.backend not in skip for case in group):
+                    self.peak(group[0])
+                    self.calibrate("start")
+                self._run_group(group, skip)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
-            if worker is not None:
-                if self.summary.interrupted:
+            workers = list(self.pool.values())
+            self.pool.clear()
+            if self.summary.interrupted:
+                for worker in workers:
                     worker.kill()
+            # each exits in its own time (a library's teardown): side by side
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as closing:
+                list(closing.map(Worker.close, workers))
+            if not self.summary.interrupted and self.summary.count("ok"):
+                self.calibrate("end")
+            for worker in self.helpers.values():
                 worker.close()
+            self.run_record["finished"] = _now()
+            self.run_record["load_end"] = other_load(self.config.load_window)
+            self.run_record["warnings"] = run_warnings(self.run_record)
+            self.file.set_run(self.run_record)
+            for text in self.run_record["warnings"]:
+                self.reporter.message(f"warning: {text}")
             self.reporter.stop(self.summary)
         return self.summary
+
+
+@dataclass(frozen=True)
+class _Quota:
+    """What each process of a case owes: ``--min-time`` and the round counts are per case, so
+    they are split between its processes; each chunk is a slice of a process's time, small
+    enough that every process takes several turns (the interleaving is what spreads drift)."""
+
+    time_s: float
+    min_rounds: int
+    max_rounds: int
+    chunk_s: float
+
+    @classmethod
+    def of(cls, config: BenchConfig) -> _Quota:
+        n = config.processes
+        time_s = config.min_time / n
+        return cls(
+            time_s=time_s,
+            min_rounds=max(1, math.ceil(config.min_rounds / n)),
+            max_rounds=max(1, config.max_rounds // n),
+            chunk_s=min(config.chunk_s, time_s / TURNS_PER_PROCESS),
+        )
 
 
 def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> BenchSummary:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rnnbench.bench.runner import DEFAULT_PROCESSES
 from rnnbench.commands.common import (
     add_backend_option,
     add_cell_option,
@@ -153,22 +154,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(OMP/MKL/OpenBLAS/TF env, torch.set_num_threads); default: each library's own",
     )
     parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=DEFAULT_PROCESSES,
+        help=f"worker processes per case (default {DEFAULT_PROCESSES}); they stay alive "
+        "together with the other backends' and take their turns interleaved, and the spread "
+        "between them is the noise a second run would see",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="BACKEND",
+        help="the backend each speed is shown relative to, or 'fastest' (per case); default "
+        "numpy on the CPU, torch on CUDA",
+    )
+    parser.add_argument(
         "--min-time",
         type=nonnegative_float,
         default=1.0,
-        help="seconds of timed calls per case (default 1.0)",
+        help="seconds of timed calls per case, over all its processes (default 1.0)",
     )
     parser.add_argument(
         "--min-rounds",
         type=positive_int,
         default=5,
-        help="timed calls per case at least (default 5)",
+        help="timed calls per case at least, over all its processes (default 5)",
     )
     parser.add_argument(
         "--max-rounds",
         type=positive_int,
         default=10_000,
-        help="timed calls per case at most (default 10000)",
+        help="timed calls per case at most, over all its processes (default 10000)",
     )
     parser.add_argument(
         "--warmup",
@@ -201,6 +217,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="results file (written after every case; resumed when it exists)",
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="ray|auto|ray://HOST:PORT",
+        default=None,
+        help="run the sweep on a Ray cluster (pip install 'rnnbench[ray]'): 'ray' starts one "
+        "on this machine, 'auto' joins the one this machine belongs to, ray://HOST:PORT (or "
+        "HOST:PORT) names one; each node is reserved whole while it measures, and every "
+        "result comes back into --out with its node's machine record",
+    )
+    parser.add_argument(
+        "--per",
+        choices=("machine", "node"),
+        default=None,
+        help="with --cluster: 'machine' (default) runs every case once per machine kind (CPU "
+        "model, GPU models, library versions, or an rnnbench-kind:NAME node resource); "
+        "'node' runs every case on every node",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="with --cluster --per machine: share each kind's cases between its nodes (each "
+        "case still runs on one node)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     from rnnbench.errors import SpecError
     from rnnbench.fileio import check_output_file
 
+    _check_cluster_options(args)
     if args.out is not None:
         # Before anything runs (the peak, the first case): an --out that cannot be written, or
         # that holds another kind of file, is refused and left as it is.
@@ -237,6 +277,15 @@ def run(args: argparse.Namespace) -> int:
             f"--min-rounds {args.min_rounds} / --max-rounds {args.max_rounds}: need "
             "1 <= min-rounds <= max-rounds"
         )
+    if args.baseline is not None and args.baseline != "fastest":
+        from rnnbench.registry import backend_info
+
+        backend_info(args.baseline)  # an unknown name is a usage error, before anything runs
+        if args.backends and args.baseline not in args.backends:
+            raise SpecError(
+                f"--baseline {args.baseline} is not one of --backends ({', '.join(args.backends)})",
+                "add it to --backends, or pick one of them, or 'fastest'",
+            )
     config = BenchConfig(
         backends=args.backends,
         variants=args.variants,
@@ -253,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         nonlinearities=args.nonlinearity,
         lengths=list(dict.fromkeys(lengths)),
         modes=args.mode,
+        processes=args.processes,
         min_time=args.min_time,
         min_rounds=args.min_rounds,
         max_rounds=args.max_rounds,
@@ -262,9 +312,68 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         peak=not args.no_peak,
     )
-    summary = run_bench(config, make_reporter(plain=True if args.plain else None))
+    if args.cluster is not None:
+        from rnnbench.bench.cluster import run_cluster
+
+        # plain lines: results of several nodes arrive interleaved, each line names its node
+        summary = run_cluster(
+            config,
+            args.cluster,
+            per=args.per or "machine",
+            split=args.split,
+            reporter=make_reporter(plain=True),
+        )
+        by_machine: dict[str, list[dict]] = {}
+        for rec in summary.records:
+            by_machine.setdefault(str(rec.get("machine_id")), []).append(rec)
+        for records in by_machine.values():
+            _print_relative(records, args.baseline)  # each machine's backends against its own
+    else:
+        summary = run_bench(config, make_reporter(plain=True if args.plain else None))
+        _print_relative(summary.records, args.baseline)
     code = summary.exit_code()
     if code == 3:
         reasons = sorted({str(r.get("error")).split("\n")[0] for r in summary.records})
         print("nothing was measured: " + "; ".join(reasons))
     return code
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """--per and --split go with --cluster; --cluster names a Ray address."""
+    from rnnbench.errors import SpecError
+
+    if args.cluster is None:
+        for flag, given in (("--per", args.per is not None), ("--split", args.split)):
+            if given:
+                raise SpecError(
+                    f"{flag} is an option of --cluster, which is not given",
+                    "add --cluster ray (a Ray instance on this machine), --cluster auto or "
+                    f"--cluster ray://HOST:PORT, or drop {flag}",
+                )
+        return
+    address = args.cluster.strip()
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if address not in ("ray", "auto") and not (colon and host and port.isdigit()):
+        raise SpecError(
+            f"--cluster {args.cluster!r} is not a Ray address",
+            "use ray (start one on this machine), auto (the cluster this machine is a node "
+            "of) or ray://HOST:PORT (a cluster's client port, 10001 by default)",
+        )
+    if args.split and args.per == "node":
+        raise SpecError(
+            "--split shares a machine kind's cases between its nodes, but --per node runs "
+            "every case on every node",
+            "drop --split, or use --per machine",
+        )
+    args.cluster = address
+
+
+def _print_relative(records: list[dict], baseline: str | None) -> None:
+    """Each backend's speed against the baseline, case by case, with its interval."""
+    from rnnbench.bench.relative import format_relative, relative_speeds
+    from rnnbench.report.runs import describe_case
+
+    rows = relative_speeds(records, baseline, describe=describe_case)
+    if any(r.backend != r.baseline for r in rows):
+        print()
+        print(format_relative(rows))

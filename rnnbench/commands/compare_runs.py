@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 HELP = (
-    "compare two `rnnbench bench` result files case by case (ratio of medians, Mann-Whitney U "
-    "on the samples); exit 1 when a case got significantly slower beyond the threshold"
+    "compare two `rnnbench bench` result files case by case (ratio new/old with an interval "
+    "from the spread between processes and the machine's drift between runs); exit 1 when a "
+    "case got slower beyond the threshold and beyond the noise"
 )
 
 
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha",
         type=float,
         default=0.05,
-        help="significance level of the Mann-Whitney U test (default 0.05)",
+        help="1 - the confidence of the ratio's interval (default 0.05: a 95%% interval); for "
+        "files before bench/1.5, the level of the Mann-Whitney U test on the samples",
     )
     parser.add_argument(
         "--json",
@@ -38,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     from rnnbench.errors import RNNBenchError
     from rnnbench.fileio import atomic_write_text, check_input_file, check_output_file
-    from rnnbench.report.model import machine_label
     from rnnbench.report.plots import fmt_time
     from rnnbench.report.results import load_bench
-    from rnnbench.report.runs import REGRESSIONS, as_dicts, compare_runs
+    from rnnbench.report.runs import REGRESSIONS, as_dicts, compare_runs, settings_warnings
+    from rnnbench.texttable import text_table
 
     if not args.threshold >= 0 or not 0 < args.alpha < 1:
         raise RNNBenchError(
@@ -62,26 +64,27 @@ def run(args: argparse.Namespace) -> int:
     for f in (old, new):
         if f.note:
             print(f"note: {f.path}: {f.note}")
-    old_m, new_m = machine_label(old.machine), machine_label(new.machine)
-    if old_m != new_m:
-        print(f"note: the runs come from different machines:\n  old: {old_m}\n  new: {new_m}")
+    for text in settings_warnings(old, new):
+        print(f"warning: {text}")
     rows = compare_runs(old, new, args.threshold, args.alpha)
-    head = ("backend", "case", "old", "new", "new/old", "p", "verdict")
+    level = f"{100 * (1 - args.alpha):.0f}%"
+    head = ("backend", "case", "old", "new", "new/old", f"{level} interval", "verdict")
     body = []
     for r in rows:
         ratio = "-" if r.ratio != r.ratio else f"{r.ratio:.3f}"
-        p = "-" if r.p_value is None else f"{r.p_value:.2g}"
+        if r.low == r.low:
+            interval = f"[{r.low:.3f}, {r.high:.3f}]"
+        elif r.p_value is not None:
+            interval = f"p={r.p_value:.2g}"
+        else:
+            interval = "-"
         verdict = r.verdict + (f" ({r.note})" if r.note else "")
         label = r.backend if r.variant == "default" else f"{r.backend} [{r.variant}]"
         body.append(
-            (label, r.case, fmt_time(r.old_median_s), fmt_time(r.new_median_s), ratio, p, verdict)
-        )
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-    widths[-1] = len(head[-1])
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+            (label, r.case, fmt_time(r.old_median_s), fmt_time(r.new_median_s), ratio, interval,
+             verdict)
+        )  # fmt: skip
+    print(text_table(head, body, wrap_last=True))
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
@@ -92,16 +95,20 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         record = {
-            "schema": "rnnbench.compare/1",
+            "schema": "rnnbench.compare/1.1",
             "old": args.old,
             "new": args.new,
             "threshold": args.threshold,
             "alpha": args.alpha,
+            "warnings": settings_warnings(old, new),
             "cases": as_dicts(rows),
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n", make_folder=True)
     regressions = [r for r in rows if r.verdict in REGRESSIONS]
     if regressions:
-        print(f"{len(regressions)} regression(s): slower beyond the threshold, or newly failing")
+        print(
+            f"{len(regressions)} regression(s): slower beyond the threshold and the noise, or "
+            "newly failing"
+        )
         return 1
     return 0

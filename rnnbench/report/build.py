@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnnbench.bench.relative import format_interval, relative_speeds
+from rnnbench.bench.stability import result_warnings, run_warnings
 from rnnbench.fileio import atomic_write_bytes, atomic_write_text
 from rnnbench.report.document import (
     Block,
@@ -23,6 +25,7 @@ from rnnbench.report.document import (
     to_html,
     to_markdown,
 )
+from rnnbench.report.fleet import fleet_blocks
 from rnnbench.report.model import (
     CELL_TITLES,
     MachineGroup,
@@ -45,6 +48,7 @@ from rnnbench.report.model import (
 )
 from rnnbench.report.plots import FigureSet, Palette, fmt_time
 from rnnbench.report.results import CheckFile, case_key, is_ok
+from rnnbench.report.runs import describe_case
 
 FIGURE_DIR = "figures"
 TITLE = "rnnbench report"
@@ -107,6 +111,7 @@ def build_blocks(data: ReportData, figures: bool = True) -> tuple[list[Block], F
     if data.notes:
         blocks.append(Notes("Reading the files", data.notes))
     blocks.append(Para(_summary(data)))
+    blocks += fleet_blocks(data)
     for i, group in enumerate(data.machines):
         blocks += _machine_blocks(group, f"m{i}", palette, drawn, figures)
     if data.checks:
@@ -178,6 +183,7 @@ def _machine_blocks(
         blocks.append(Para("No peak was recorded: efficiencies are not available."))
     if group.notes:
         blocks.append(Notes("Notes", list(group.notes)))
+    blocks += _run_blocks(group)
     # One section per cell: an LSTM call does four times the work of a vanilla one of the same
     # sizes, so figures and tables never mix cells.
     for cell, part in group.by_cell():
@@ -250,6 +256,8 @@ def _cell_blocks(
         blocks += _training_blocks(cell, group)
     if ragged:
         blocks += _padding_blocks(cell, group)
+    blocks += _relative_blocks(cell, group)
+    blocks += _limit_blocks(cell, group)
     blocks.append(Heading(4, f"Results per case · {cell}"))
     for key, results in group.cases():
         blocks.append(Heading(5, case_title(key)))
@@ -299,6 +307,94 @@ CASE_HEADERS = [
     "efficiency",
     "path",
 ]
+
+
+def _run_blocks(group: MachineGroup) -> list[Block]:
+    """The runs that measured this machine's results, and everything that says a number may
+    not repeat: the runs' own warnings (load, drift, governor) and each case's (spread)."""
+    blocks: list[Block] = []
+    if group.runs:
+        rows = []
+        for run in group.runs:
+            settings = run.get("settings") or {}
+            cal = run.get("calibration") or {}
+            drift = cal.get("drift")
+            rows.append(
+                [
+                    str(run.get("started") or "-"),
+                    str(settings.get("processes", "-")),
+                    str(settings.get("min_time", "-")),
+                    _load_text(run.get("load_start")),
+                    _load_text(run.get("load_end")),
+                    fmt_pct(drift) if isinstance(drift, (int, float)) else "-",
+                    str(len(run.get("warnings") or [])),
+                ]
+            )
+        blocks.append(
+            Table(
+                [
+                    "run started",
+                    "processes",
+                    "min-time (s)",
+                    "load at start",
+                    "load at end",
+                    "calibration drift",
+                    "warnings",
+                ],
+                rows,
+                numeric={1, 2, 5, 6},
+                caption="The runs behind these results: processes per case, the cores other "
+                "work kept busy at the start and the end (and the 1-minute load average), and "
+                "how far the machine's own speed (a GEMM at the start and the end) moved while "
+                "the cases ran",
+            )
+        )
+    warnings = [f"run {run.get('started')}: {w}" for run in group.runs for w in run_warnings(run)]
+    for r in group.results:
+        warnings += [f"{series_label(r)}, {describe_case(r)}: {w}" for w in result_warnings(r)]
+    if warnings:
+        blocks.append(Notes("Stability warnings", warnings))
+    return blocks
+
+
+def _load_text(load: Any) -> str:
+    """Other work's busy cores (and the 1-minute load average, which counts everything)."""
+    if not isinstance(load, dict):
+        return "-"
+    busy, avg = load.get("busy_cores"), load.get("load_average")
+    text = f"{busy:.2f} cores" if isinstance(busy, (int, float)) else "-"
+    return text + (f" (avg {avg[0]:.2f})" if isinstance(avg, list) and avg else "")
+
+
+def _relative_blocks(cell: str, group: MachineGroup) -> list[Block]:
+    """Each backend's speed against the baseline (numpy on the CPU, torch on CUDA), case by
+    case, with its 95% interval from the processes of both."""
+    ok = [r for r in group.results if is_ok(r)]
+    rows = relative_speeds(ok, describe=describe_case)
+    if not any(r.backend != r.baseline for r in rows):
+        return []
+    baseline = rows[0].baseline
+    body = [
+        [
+            r.case,
+            series_label(next(x for x in ok if x["backend"] == r.backend and
+                              x.get("variant", "default") == r.variant)),
+            format_interval(r) if r.backend != r.baseline else "1 (baseline)",
+            f"{r.processes} / {r.baseline_processes}",
+        ]
+        for r in rows
+    ]  # fmt: skip
+    return [
+        Heading(4, f"Speed relative to {baseline} · {cell}"),
+        Table(
+            ["case", "backend", f"speed vs {baseline} [95% interval]", "processes (own / base)"],
+            body,
+            numeric={2},
+            caption=f"{baseline}'s time ÷ the backend's time (2x = twice as fast), from the "
+            "geometric means of each side's process medians; the interval comes from the spread "
+            "between processes (pooled over the backend's cases when that is wider)",
+        ),
+    ]
 
 
 def _case_table(results: list[dict[str, Any]]) -> Table:
@@ -477,6 +573,101 @@ def _padding_reading(
         return "saves the padded steps: time follows the real work"
     saved = (1.0 - ratio) / (1.0 - fraction)
     return f"saves part of the padded steps ({saved:.0%} of their time)"
+
+
+LIMIT_HEADERS = [
+    "case",
+    "backend",
+    "median",
+    "limit",
+    "of the limit",
+    "bound",
+    "compute",
+    "memory",
+    "dispatch",
+]
+
+
+def _limit_fraction(result: dict[str, Any]) -> float:
+    """limit / median as the file records it, else from the two times (NaN when unmeasured)."""
+    value = result.get("limit_fraction")
+    try:
+        number = float(value) if value is not None else result["limit_s"] / result["median_s"]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return math.nan
+    return number if math.isfinite(number) and number > 0 else math.nan
+
+
+def _seconds(value: Any) -> str:
+    """A time read from a file, "-" when it is not a number."""
+    try:
+        return fmt_time(float(value))
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _limit_table(results: list[dict[str, Any]], measured: dict[str, Any] | None = None) -> Table:
+    """Per result: the median beside the limit the machine could not beat (``limit_s``, the
+    largest of the compute, memory and dispatch floors of ``rnnbench.bench.limits``), the
+    fraction of it reached (limit / median: 100% at the limit, above 100% the library beat the
+    model) and the floor that binds. ``measured`` (a file's limit measurements of one device
+    and dtype), when given, names the bandwidth and dispatch time in the caption."""
+    rows, css = [], []
+    ordered = sorted(
+        (r for r in results if r.get("limit_s") is not None),
+        key=lambda r: (case_title(case_key(r)), not is_ok(r), r.get("median_s") or math.inf),
+    )
+    for r in ordered:
+        measured_ok = is_ok(r)
+        floors: dict[str, Any] = r["limit"] if isinstance(r.get("limit"), dict) else {}
+        rows.append(
+            [
+                case_title(case_key(r)),
+                series_label(r),
+                fmt_time(r["median_s"]) if measured_ok else str(r.get("status", "-")),
+                _seconds(r["limit_s"]),
+                fmt_pct(_limit_fraction(r)) if measured_ok else "-",
+                str(r.get("limit_bound") or floors.get("bound") or "-"),
+                *(_seconds(floors.get(f"{name}_s")) for name in ("compute", "memory", "dispatch")),
+            ]
+        )
+        css.append(_status_css(str(r.get("status"))))
+    caption = (
+        "Time per call against the limit: the largest of the compute floor (every matrix "
+        "product of the call at its own shape, measured, the recurrent ones T times in "
+        "sequence), the memory floor (the bytes a call must move ÷ the measured streaming "
+        "bandwidth) and one dispatch"
+    )
+    if measured:
+        bandwidth = (measured.get("bandwidth") or {}).get("bytes_per_s")
+        dispatch = (measured.get("dispatch") or {}).get("median_s")
+        lib = " ".join(str(measured[k]) for k in ("library", "version") if measured.get(k))
+        caption += (
+            f"; measured with {lib or 'the device library'}: bandwidth "
+            f"{fmt_num(float(bandwidth) / 1e9 if bandwidth else None)} GB/s, dispatch "
+            f"{_seconds(dispatch)}"
+        )
+    return Table(LIMIT_HEADERS, rows, css, numeric={2, 3, 4, 6, 7, 8}, caption=caption)
+
+
+def _limit_blocks(cell: str, group: MachineGroup) -> list[Block]:
+    """The limit table of a cell's results, when the file recorded limits (nothing otherwise)."""
+    if not any(r.get("limit_s") is not None for r in group.results):
+        return []
+    return [
+        Heading(4, f"Limits · {cell}"),
+        Para(
+            "`of the limit` is limit ÷ median: 100% is a call at the time this machine could "
+            "not beat under the model, 10% ten times slower than it. At B=1 the compute floor "
+            "is T products of (1×H)·(H×G·H), each far from the GEMM peak: a library near 100% "
+            "there is bound by the per-step product, not by overhead. At B=32 the same floor "
+            "is much closer to the peak, so per-step overhead shows as a lower fraction. Above "
+            "100% the library beat the model: it fuses the steps into one kernel, overlaps "
+            "layers or directions, or its own matrix products are faster than the measured "
+            "library's at that shape. Elementwise gate work is not counted."
+        ),
+        _limit_table(group.results),
+    ]
 
 
 def _check_blocks(

@@ -54,6 +54,8 @@ class MachineGroup:
     files: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the runs that measured these results (bench/1.5): settings, load, calibration, warnings
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def cases(self) -> list[tuple[tuple[Any, ...], list[dict[str, Any]]]]:
         """(case key, results of that case) in the order cases first appear."""
@@ -126,6 +128,11 @@ def _add_bench(groups: dict[str, MachineGroup], bench: BenchFile) -> None:
                 if p.get("machine_id") == mid
             }
         part = BenchFile(bench.path, bench.schema, machine, peak, results, bench.note)
+        part.runs = {
+            rid: run
+            for rid, run in bench.runs.items()
+            if any(r.get("run_id") == rid for r in results)
+        }
         _add_machine(groups, part)
 
 
@@ -140,6 +147,9 @@ def _add_machine(groups: dict[str, MachineGroup], bench: BenchFile) -> None:
         if peak not in group.peaks:
             group.peaks.append(peak)
     group.results.extend(bench.results)
+    for run in bench.runs.values():
+        if run not in group.runs:
+            group.runs.append(run)
 
 
 def _dedupe(group: MachineGroup) -> list[dict[str, Any]]:
@@ -189,6 +199,12 @@ def machine_label(machine: dict[str, Any]) -> str:
         for name in gpu_names:
             counts[name] = counts.get(name, 0) + 1
         parts.append(", ".join(f"{n}× {g}" if n > 1 else g for g, n in counts.items()))
+    cluster = machine.get("cluster")
+    if isinstance(cluster, dict) and cluster.get("kind"):
+        # a cluster run's kind (and node, with --per node): Ray nodes of one host stay apart
+        kind = cluster.get("kind_label") or cluster["kind"]
+        node = f"node {cluster.get('node')}, " if cluster.get("per") == "node" else ""
+        parts.append(f"{node}kind {kind}")
     return " · ".join(parts) if parts else "unknown machine"
 
 

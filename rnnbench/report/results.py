@@ -15,6 +15,10 @@ result is a vanilla tanh RNN. bench/1.2 added how the batch is padded (``lengths
 older result is a full-length batch. bench/1.3 added what a case times (``mode``: "inference"
 or "training", part of the case key; ``flops`` of the timed call, three times
 ``forward_flops`` for training; ``backward_path``): an older result is an inference case.
+bench/1.5 added each case's processes (``process_medians``, ``process_rounds``,
+``process_sd``), the ``runs`` (settings, load, calibration, warnings) and the limit model
+(``limits``; each result's ``limit_s``, ``limit_fraction``, ``limit_bound``): an older result
+is one process, and `rnnbench compare` judges it on its samples as before.
 bench/1.4 added ``peaks`` (every GEMM peak a result was computed against, by id) and each
 result's ``peak_id``; every result has always carried its own ``efficiency`` and
 ``peak_gflops``, which is what tables and figures show, so an older file reads as before.
@@ -41,7 +45,7 @@ from rnnbench.commands.common import cell_name
 from rnnbench.errors import RNNBenchError
 
 # kind -> (major, minor) this rnnbench writes and reads
-READS: dict[str, tuple[int, int]] = {"bench": (1, 4), "check": (1, 3), "checks": (1, 0)}
+READS: dict[str, tuple[int, int]] = {"bench": (1, 5), "check": (1, 3), "checks": (1, 0)}
 
 _SCHEMA_RE = re.compile(r"^rnnbench\.([a-z_]+)/(\d+)(?:\.(\d+))?$")
 
@@ -108,6 +112,15 @@ class BenchFile:
     # peak id -> every peak a result was computed against (bench/1.4; results name theirs by
     # ``peak_id``); ``peak`` holds the latest run's peak per key, the only one older files have
     peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # run id -> that run's record (bench/1.5: settings, load, calibration, warnings); results
+    # name theirs by ``run_id``
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # limits id -> what the limit model measured on a machine (bench/1.5)
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def run_of(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The record of the run that measured ``result`` (empty before bench/1.5)."""
+        return self.runs.get(str(result.get("run_id")), {})
 
 
 @dataclass
@@ -270,6 +283,14 @@ def _bench(data: dict[str, Any], path: str, note: str | None) -> BenchFile:
         note=note,
         machines={str(k): dict(v) for k, v in (data.get("machines") or {}).items()},
         peaks={str(k): dict(v) for k, v in _dict(data.get("peaks")).items() if isinstance(v, dict)},
+        runs={
+            str(r["run_id"]): dict(r)
+            for r in _list(data.get("runs"))
+            if isinstance(r, dict) and "run_id" in r
+        },
+        limits={
+            str(k): dict(v) for k, v in _dict(data.get("limits")).items() if isinstance(v, dict)
+        },
     )
 
 
@@ -306,6 +327,10 @@ def _check(
         spec=dict(data.get("spec") or {}),
         inputs=_dict(data.get("inputs")) or _dict(outer.get("inputs")),
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _dict(value: Any) -> dict[str, Any]:
