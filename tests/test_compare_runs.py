@@ -378,3 +378,22 @@ def test_a_loaded_run_judges_nothing(tmp_path: Path) -> None:
     new_path.write_text(_json.dumps(data))
     (row,) = compare_runs(load_bench(old), load_bench(str(new_path)))
     assert row.verdict == "noisy" and "new run's machine was busy with other work" in row.note
+
+
+def test_backend_summary_catches_what_each_case_cannot(tmp_path: Path) -> None:
+    """Four cases of a backend each 10% slower, each too noisy alone: over its cases the
+    backend is 'slower' (its cases move together, noise does not); a backend whose cases
+    scatter around 1 is not."""
+    from rnnbench.report.runs import CaseComparison, backend_summaries
+
+    def row(backend: str, adjusted: float) -> CaseComparison:
+        return CaseComparison(backend, "default", "c", "noisy", ratio=adjusted,
+                              adjusted=adjusted, test="processes")  # fmt: skip
+
+    rows = [row("torch", r) for r in (1.10, 1.12, 1.09, 1.11)]
+    rows += [row("numpy", r) for r in (1.08, 0.93, 1.02, 0.97)]
+    rows += [row("jax", r) for r in (1.2, 0.9)]  # two cases: no summary
+    got = {s.backend: s for s in backend_summaries(rows)}
+    assert set(got) == {"torch", "numpy"}
+    assert got["torch"].verdict == "slower" and got["torch"].low > 1.05
+    assert got["numpy"].verdict == "noisy" and got["numpy"].low < 1 < got["numpy"].high

@@ -76,7 +76,10 @@ def test_pooled_variance_and_floors() -> None:
     noisy = log_spread([1.0, 1.1, 0.9])
     assert lucky and noisy
     var, dof = pooled_variance([lucky, noisy])
-    assert dof == 4 and var == pytest.approx((lucky.var * 2 + noisy.var * 2) / 4)
+    # the median of the cases' variances, scaled to a mean (chi-square median with 2 dof)
+    assert dof == 4 and var == pytest.approx((lucky.var + noisy.var) / 2 / (1 - 1 / 9) ** 3)
+    one_bad = pooled_variance([lucky, lucky, lucky, noisy])  # one disturbed case of four
+    assert one_bad[0] == pytest.approx(lucky.var / (1 - 1 / 9) ** 3)
     own = ratio_interval(lucky, lucky)
     floored = ratio_interval(lucky, lucky, var_a=(var, dof), var_b=(var, dof))
     assert own and floored and floored.half_width > 10 * own.half_width

@@ -23,7 +23,13 @@ from rnnbench import state as state_mod
 from rnnbench.bench.cases import MODES
 from rnnbench.bench.machine import runtime_info
 from rnnbench.errors import BackendUnavailableError, SpecError, UnsupportedPaddingError
-from rnnbench.registry import BackendInfo, get_backend, list_backends, register_backend
+from rnnbench.registry import (
+    BackendInfo,
+    backend_info,
+    get_backend,
+    list_backends,
+    register_backend,
+)
 from rnnbench.spec import RNNSpec
 from rnnbench.weights import RNNWeights
 
@@ -33,10 +39,17 @@ _state: dict[str, Any] = {}
 
 
 def _ensure_registered(backend: str, cell_target: str | None, devices: list[str] | None) -> None:
-    """A backend registered at run time in the parent (e.g. by a test) is unknown to this fresh
-    process: register it here from the target the parent sent."""
-    if backend not in list_backends() and cell_target:
-        register_backend(BackendInfo(backend, cell_target, devices=tuple(devices or ("cpu",))))
+    """The parent's registry decides which class a backend name is: one registered at run time
+    in the parent (e.g. by a test) is unknown to this fresh process, and one the parent
+    replaced (e.g. a built-in wrapped to inject a known slowdown) must not be the built-in
+    here. Register (or replace) it from the target the parent sent."""
+    if not cell_target:
+        return
+    known = backend_info(backend) if backend in list_backends() else None
+    if known is None or known.target != cell_target:
+        env = known.env if known is not None else {}
+        info = BackendInfo(backend, cell_target, devices=tuple(devices or ("cpu",)), env=env)
+        register_backend(info, replace=True)
 
 
 def variants(

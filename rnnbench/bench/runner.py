@@ -9,9 +9,11 @@ time), and Ctrl-C keeps what was done."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import functools
 import math
+import os
 import random
 import signal
 import time
@@ -232,6 +234,53 @@ def plan_cases(config: BenchConfig) -> tuple[list[BenchCase], dict[str, str]]:
     return cases, skip
 
 
+class _Turns:
+    """Only the worker whose turn it is may run: the others are stopped (SIGSTOP) until their
+    next turn (SIGCONT). An idle worker is asleep on its pipe, but the thread pools of its
+    library are not: OpenBLAS, OpenMP and Eigen threads spin for up to a tenth of a second
+    after each call, waiting for the next. With a case's processes and the other backends
+    alive side by side, those spinning threads took the cores from the worker being timed:
+    on two cores, three NumPy processes differed by 136% (one was 11x slower), against 2%
+    with one BLAS thread. Stopped, they cannot run at all. Where there is no SIGSTOP (not
+    POSIX), workers are left running."""
+
+    def __init__(self) -> None:
+        self.stopped: set[int] = set()
+        self.enabled = hasattr(signal, "SIGSTOP")
+
+    def give(self, worker: Worker, others: list[Worker]) -> None:
+        """``worker`` runs; every other live worker of ``others`` is stopped."""
+        if not self.enabled:
+            return
+        for other in others:
+            pid = _pid(other)
+            if other is not worker and pid is not None and pid not in self.stopped and other.alive:
+                self._signal(pid, signal.SIGSTOP)
+                self.stopped.add(pid)
+        self.release([worker])
+
+    def release(self, workers: list[Worker]) -> None:
+        """Let ``workers`` run again (before they load side by side, exit or are killed)."""
+        if not self.enabled:
+            return
+        for worker in workers:
+            pid = _pid(worker)
+            if pid in self.stopped:
+                self.stopped.discard(pid)
+                self._signal(pid, signal.SIGCONT)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # it died meanwhile
+            os.kill(pid, sig)
+
+
+def _pid(worker: Worker) -> int | None:
+    """The worker's process id (None for a worker without a process of its own)."""
+    proc = getattr(worker, "proc", None)
+    return getattr(proc, "pid", None)
+
+
 @dataclass
 class _Slot:
     """One worker process of one case: its samples and how much timed work it has done."""
@@ -284,6 +333,7 @@ class _Run:
         self.summary = BenchSummary(config.out)
         self.pool: dict[tuple[Any, ...], Worker] = {}
         self.helpers: dict[int | None, Worker] = {}  # the measuring workers (_helper_call)
+        self.turns = _Turns()
         self.rng = random.Random(config.seed)
         system = machine.get("system") or {}
         self.run_record: dict[str, Any] = {
@@ -320,6 +370,7 @@ class _Run:
         if worker is None or not worker.alive:
             env = {**thread_env(threads), **device_env(self.config.device)}
             worker = self.helpers[threads] = Worker(name, env)
+        self.turns.give(worker, list(self.pool.values()))
         try:
             return worker.call(f"{target}", timeout=self.config.timeout, **kwargs)[0]
         except RNNBenchError:
@@ -444,6 +495,7 @@ class _Run:
         return worker
 
     def _drop(self, worker: Worker, kill: bool = True) -> None:
+        self.turns.release([worker])
         for key, held in list(self.pool.items()):
             if held is worker:
                 del self.pool[key]
@@ -457,6 +509,7 @@ class _Run:
         for key, worker in list(self.pool.items()):
             if key[:3] not in wanted:
                 del self.pool[key]
+                self.turns.release([worker])
                 worker.close()
 
     # --- one case ------------------------------------------------------------------------
@@ -489,6 +542,7 @@ class _Run:
         left = self.config.timeout - run.busy_s
         if left <= 0:
             raise _CaseTimeout()
+        self.turns.give(slot.worker, list(self.pool.values()))
         t0 = time.monotonic()
         try:
             header, _ = slot.worker.call(f"{JOBS}:{target}", timeout=left, **kwargs)
@@ -500,6 +554,7 @@ class _Run:
         """Ask every worker of the group whether it has started (and loaded its library), all
         at once from threads; a case whose worker could not start ends as its error says."""
         timeout = max(self.config.timeout, STARTUP_TIMEOUT)
+        self.turns.release(list(self.pool.values()))  # libraries load side by side
 
         def ask(run: _CaseRun, slot: _Slot) -> None:
             case = run.case
@@ -769,6 +824,7 @@ class _Run:
         finally:
             workers = list(self.pool.values())
             self.pool.clear()
+            self.turns.release(workers)
             if self.summary.interrupted:
                 for worker in workers:
                     worker.kill()

@@ -5,6 +5,7 @@ interquartile range the robust spread; the minimum is kept as the best case."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -172,11 +173,19 @@ def pooled_variance(spreads: Sequence[LogSpread]) -> tuple[float, int]:
     """The variance of log process medians pooled over cases, and its degrees of freedom:
     one backend's relative noise is about the same from one case to the next, and three
     processes alone give a variance with two degrees of freedom (a 95% interval 4.3 standard
-    errors wide); pooled over a sweep's cases it is known far better. (nan, 0) without any."""
-    dof = sum(s.dof for s in spreads if s.n > 1)
+    errors wide); pooled over a sweep's cases it is known far better. (nan, 0) without any.
+
+    Robustly: the median of the cases' variances, scaled to the mean a variance with that
+    many degrees of freedom has (the median of chi-square with k dof is about
+    k(1 - 2/(9k))^3): one case that a disturbance hit does not set the noise of every other
+    case of its backend (that case keeps its own, larger variance: callers take the larger)."""
+    usable = [s for s in spreads if s.n > 1]
+    dof = sum(s.dof for s in usable)
     if dof == 0:
         return math.nan, 0
-    return sum(s.var * s.dof for s in spreads if s.n > 1) / dof, dof
+    k = statistics.median(s.dof for s in usable)
+    median = statistics.median(s.var for s in usable)
+    return median / (1 - 2 / (9 * k)) ** 3, dof
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,21 @@ def ratio_interval(
     sides' processes share and no spread within a run shows (the machine running faster or
     slower from one run to the next), added to the ratio's variance with infinite dof. None
     when a side has a single process and nothing given to stand for its variance."""
+    parts = difference_variance(a, b, var_a, var_b)
+    if parts is None:
+        return None
+    return interval_of(a.mean - b.mean, [*parts, (max(extra_var, 0.0), math.inf)], level)
+
+
+def difference_variance(
+    a: LogSpread,
+    b: LogSpread,
+    var_a: tuple[float, int] | None = None,
+    var_b: tuple[float, int] | None = None,
+) -> list[tuple[float, float]] | None:
+    """The variance of ``a.mean - b.mean`` as (variance, dof) parts, one per side: each side's
+    own spread, or the one given (a pooled one) when that is larger; None when a side has a
+    single process and nothing given to stand for its spread."""
     parts: list[tuple[float, float]] = []  # (variance of the side's mean, its dof)
     for side, given in ((a, var_a), (b, var_b)):
         own = (side.var, side.dof) if side.n > 1 else (math.nan, 0)
@@ -220,11 +244,16 @@ def ratio_interval(
             var, dof = given
         if not math.isfinite(var) or dof <= 0:
             return None
-        parts.append((var / side.n, dof))
-    total = sum(v for v, _ in parts) + max(extra_var, 0.0)
-    denominator = sum(v * v / d for v, d in parts)
+        parts.append((var / side.n, float(dof)))
+    return parts
+
+
+def interval_of(d: float, parts: Sequence[tuple[float, float]], level: float) -> RatioInterval:
+    """The interval of ``exp(d)`` for a log difference ``d`` whose variance is the sum of
+    ``parts`` ((variance, dof) each; Welch-Satterthwaite degrees of freedom)."""
+    total = sum(v for v, _ in parts)
+    denominator = sum(v * v / dof for v, dof in parts if v > 0 and math.isfinite(dof))
     dof_total = total * total / denominator if denominator > 0 else math.inf
-    d = a.mean - b.mean
     if total <= 0:
         return RatioInterval(math.exp(d), math.exp(d), math.exp(d), level, dof_total)
     half = t_quantile(0.5 + level / 2.0, dof_total) * math.sqrt(total)

@@ -37,12 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
     from rnnbench.errors import RNNBenchError
     from rnnbench.fileio import atomic_write_text, check_input_file, check_output_file
     from rnnbench.report.plots import fmt_time
     from rnnbench.report.results import load_bench
-    from rnnbench.report.runs import REGRESSIONS, as_dicts, compare_runs, settings_warnings
+    from rnnbench.report.runs import (
+        REGRESSIONS,
+        as_dicts,
+        backend_summaries,
+        compare_runs,
+        settings_warnings,
+    )
     from rnnbench.texttable import text_table
 
     if not args.threshold >= 0 or not 0 < args.alpha < 1:
@@ -68,10 +75,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {text}")
     rows = compare_runs(old, new, args.threshold, args.alpha)
     level = f"{100 * (1 - args.alpha):.0f}%"
-    head = ("backend", "case", "old", "new", "new/old", f"{level} interval", "verdict")
+    head = (
+        "backend", "case", "old", "new", "new/old", "others moved", "beyond others",
+        f"{level} interval", "verdict",
+    )  # fmt: skip
     body = []
     for r in rows:
         ratio = "-" if r.ratio != r.ratio else f"{r.ratio:.3f}"
+        moved = "-" if r.shift != r.shift else f"{100 * r.shift:+.1f}%"
+        beyond = "-" if r.adjusted != r.adjusted or r.shift != r.shift else f"{r.adjusted:.3f}"
         if r.low == r.low:
             interval = f"[{r.low:.3f}, {r.high:.3f}]"
         elif r.p_value is not None:
@@ -81,10 +93,28 @@ def run(args: argparse.Namespace) -> int:
         verdict = r.verdict + (f" ({r.note})" if r.note else "")
         label = r.backend if r.variant == "default" else f"{r.backend} [{r.variant}]"
         body.append(
-            (label, r.case, fmt_time(r.old_median_s), fmt_time(r.new_median_s), ratio, interval,
-             verdict)
+            (label, r.case, fmt_time(r.old_median_s), fmt_time(r.new_median_s), ratio, moved,
+             beyond, interval, verdict)
         )  # fmt: skip
     print(text_table(head, body, wrap_last=True))
+    summaries = backend_summaries(rows, args.threshold, args.alpha)
+    if summaries:
+        print(f"\nper backend, over its cases ({level} interval from the spread between cases):")
+        print(
+            text_table(
+                ("backend", "cases", "new/old", f"{level} interval", "verdict"),
+                [
+                    (
+                        s.backend if s.variant == "default" else f"{s.backend} [{s.variant}]",
+                        s.cases,
+                        f"{s.ratio:.3f}",
+                        f"[{s.low:.3f}, {s.high:.3f}]",
+                        s.verdict,
+                    )
+                    for s in summaries
+                ],
+            )
+        )
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
@@ -102,10 +132,17 @@ def run(args: argparse.Namespace) -> int:
             "alpha": args.alpha,
             "warnings": settings_warnings(old, new),
             "cases": as_dicts(rows),
+            "backends": [asdict(s) for s in summaries],
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n", make_folder=True)
     regressions = [r for r in rows if r.verdict in REGRESSIONS]
-    if regressions:
+    slower = [s for s in summaries if s.verdict == "slower"]
+    if slower:
+        print(
+            f"{len(slower)} backend(s) slower over their cases: "
+            + ", ".join(f"{s.backend} {s.ratio:.3f}x" for s in slower)
+        )
+    if regressions or slower:
         print(
             f"{len(regressions)} regression(s): slower beyond the threshold and the noise, or "
             "newly failing"

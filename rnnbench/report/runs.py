@@ -15,13 +15,17 @@ memory layout, thread placement and the machine's state, and a test that treats 
 independent calls nearly every difference significant. The noise of each side is the spread
 between its processes, or the spread pooled over all of that backend's cases in the file when
 that is larger (three processes alone may agree by luck). Noise that no spread within a run
-shows, the machine itself running faster or slower from one run to the next, is taken from the
-GEMM calibration each run records at its start and end: the largest movement seen (within the
-old run, within the new one, and between the two when they ran on the same machine) is added
-to the ratio's variance. The verdicts:
+shows, the machine itself running faster or slower from one run to the next, is measured by
+the case's other backends: they ran interleaved with it, so the machine's movement landed on
+all of them alike, and with two or more of them measured in both runs the change judged is the
+one beyond their median (their uncertainty added). With fewer, the GEMM calibration each run
+records at its start and end stands in: the largest movement seen (within the old run, within
+the new one, and between the two when they ran on the same machine) is added to the ratio's
+variance. The verdicts:
 
-- ``slower`` / ``faster``: the ratio is beyond the threshold (by default 5%) *and* its interval
-  at 1 - alpha (95%) excludes 1;
+- ``slower`` / ``faster``: the ratio (beyond the other backends' movement, when there are
+  others) is beyond the threshold (by default 5%) *and* its interval at 1 - alpha (95%)
+  excludes 1;
 - ``same``: the ratio is within the threshold and its interval within twice the threshold
   (a change twice as large would have shown);
 - ``noisy``: anything else: the noise recorded is too large to tell (the note gives its size),
@@ -39,12 +43,19 @@ is unknown; without samples, by non-overlapping IQR bands.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rnnbench.bench.relative import pooled_by_backend
+from rnnbench.bench.relative import group_of, pooled_by_backend
 from rnnbench.bench.stability import other_busy
-from rnnbench.bench.stats import LogSpread, log_spread, ratio_interval
+from rnnbench.bench.stats import (
+    LogSpread,
+    difference_variance,
+    interval_of,
+    log_spread,
+    t_quantile,
+)
 from rnnbench.commands.common import cell_name
 from rnnbench.report.results import BenchFile, is_ok, run_key
 from rnnbench.report.stats import mann_whitney_u
@@ -73,6 +84,10 @@ class CaseComparison:
     old_n: int = 0  # processes (or samples, for the tests on samples)
     new_n: int = 0
     run_noise: float = 0.0  # the machine's own movement added (relative, 0.02 = 2%)
+    # the case's other backends moved by this much between the runs (their median ratio, -1);
+    # nan when the case has fewer than three backends measured in both runs
+    shift: float = math.nan
+    adjusted: float = math.nan  # ratio / (1 + shift): the change beyond the others'
     note: str = ""
 
 
@@ -84,6 +99,11 @@ class _Noise:
     new_pooled: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     old: BenchFile | None = None
     new: BenchFile | None = None
+    # per case (run key): the log ratios of the other backends of its group, with the
+    # variance parts of each
+    others: dict[tuple[Any, ...], list[tuple[float, list[tuple[float, float]]]]] = field(
+        default_factory=dict
+    )
 
     def run_noise(self, old: dict[str, Any], new: dict[str, Any]) -> float:
         """The largest movement of the machine's own speed the two runs recorded, on the log
@@ -199,29 +219,42 @@ def _judge_processes(
     noise: _Noise,
 ) -> CaseComparison:
     key = (new["backend"], new.get("variant", "default"))
-    run = noise.run_noise(old, new)
-    ci = ratio_interval(
-        a,
-        b,
-        1.0 - alpha,
-        var_a=noise.new_pooled.get(key),
-        var_b=noise.old_pooled.get(key),
-        extra_var=run * run,
-    )
-    out.test, out.old_n, out.new_n, out.run_noise = "processes", b.n, a.n, math.expm1(run)
+    out.test, out.old_n, out.new_n = "processes", b.n, a.n
     out.ratio = math.exp(a.mean - b.mean)
-    if ci is None:
+    parts = difference_variance(
+        a, b, var_a=noise.new_pooled.get(key), var_b=noise.old_pooled.get(key)
+    )
+    if parts is None:
         out.verdict, out.note = "noisy", "a single process and no other case to pool its noise"
         return out
+    others = noise.others.get(run_key(new), [])
+    if len(others) >= 2:
+        # Interleaving makes whatever the machine did during a case land on all of its
+        # backends alike; between two runs, that common movement is the machine's, and the
+        # other backends of the case measure it: the change judged is beyond theirs.
+        shift = statistics.median(d for d, _ in others)
+        # the variance of a median of m estimates: about pi/2 times that of their mean
+        spread = math.pi / 2 * statistics.mean(sum(v for v, _ in p) for _, p in others)
+        dof = min(min(f for _, f in p) for _, p in others)
+        parts = [*parts, (spread / len(others), dof)]
+        out.shift = math.expm1(shift)
+    else:
+        # too few others to tell the machine's movement: the calibration's, as noise
+        run = noise.run_noise(old, new)
+        out.run_noise = math.expm1(run)
+        parts = [*parts, (run * run, math.inf)]
+        shift = 0.0
+    ci = interval_of(a.mean - b.mean - shift, parts, 1.0 - alpha)
+    out.adjusted = ci.ratio
     out.low, out.high = ci.low, ci.high
-    within = 1.0 / (1.0 + threshold) <= out.ratio <= 1.0 + threshold
+    within = 1.0 / (1.0 + threshold) <= out.adjusted <= 1.0 + threshold
     loaded = noise.loaded(old, new)
     if not within and (ci.low > 1 or ci.high < 1) and loaded:
         # the change may be the other work's: a loaded run's numbers judge nothing
         out.verdict = "noisy"
-        out.note = f"{'slower' if out.ratio > 1 else 'faster'}, but {loaded}"
+        out.note = f"{'slower' if out.adjusted > 1 else 'faster'}, but {loaded}"
     elif not within and (ci.low > 1 or ci.high < 1):
-        out.verdict = "slower" if out.ratio > 1 else "faster"
+        out.verdict = "slower" if out.adjusted > 1 else "faster"
     elif within and 1.0 / (1.0 + 2 * threshold) <= ci.low and ci.high <= 1.0 + 2 * threshold:
         out.verdict = "same"
     else:
@@ -231,6 +264,9 @@ def _judge_processes(
             if out.run_noise > threshold / 2
             else ""
         )
+    if out.shift == out.shift and abs(out.shift) > threshold / 2:
+        moved = f"the case's other backends moved {100 * out.shift:+.1f}%"
+        out.note = f"{out.note}; {moved}" if out.note else moved
     return out
 
 
@@ -272,6 +308,7 @@ def compare_runs(
     old_by_key = {run_key(r): r for r in old.results}
     new_by_key = {run_key(r): r for r in new.results}
     noise = _Noise(pooled_by_backend(old.results), pooled_by_backend(new.results), old, new)
+    noise.others = _others(old_by_key, new_by_key, noise)
     rows = []
     for key, result in new_by_key.items():
         if key in old_by_key:
@@ -280,6 +317,34 @@ def compare_runs(
             rows.append(_lonely(result, "only-in-new"))
     rows += [_lonely(r, "only-in-old") for k, r in old_by_key.items() if k not in new_by_key]
     return rows
+
+
+def _others(
+    old_by_key: dict[tuple[Any, ...], dict[str, Any]],
+    new_by_key: dict[tuple[Any, ...], dict[str, Any]],
+    noise: _Noise,
+) -> dict[tuple[Any, ...], list[tuple[float, list[tuple[float, float]]]]]:
+    """For each case measured in both runs by processes: the log ratios new/old of the other
+    backends of its group (same configuration), each with its variance parts."""
+    groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], float, Any]]] = {}
+    for key, new_r in new_by_key.items():
+        old_r = old_by_key.get(key)
+        if old_r is None or not (is_ok(old_r) and is_ok(new_r)):
+            continue
+        a, b = _processes(new_r), _processes(old_r)
+        if a is None or b is None:
+            continue
+        backend = (new_r["backend"], new_r.get("variant", "default"))
+        parts = difference_variance(
+            a, b, var_a=noise.new_pooled.get(backend), var_b=noise.old_pooled.get(backend)
+        )
+        if parts is not None:
+            groups.setdefault(group_of(new_r), []).append((key, a.mean - b.mean, parts))
+    out = {}
+    for members in groups.values():
+        for key, _, _ in members:
+            out[key] = [(d, parts) for k, d, parts in members if k != key]
+    return out
 
 
 def settings_warnings(old: BenchFile, new: BenchFile) -> list[str]:
@@ -356,3 +421,52 @@ def _lonely(result: dict[str, Any], verdict: str) -> CaseComparison:
 
 def as_dicts(rows: list[CaseComparison]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
+
+
+@dataclass
+class BackendSummary:
+    """One backend (and variant) over every case both runs measured with processes: the
+    geometric mean of its per-case ratios (beyond the other backends' movement, when the case
+    had others) with an interval from their spread across cases, and a verdict by the same
+    rules as a case's. A 10% regression that each case alone cannot tell from its noise shows
+    here: a backend's cases move together, noise does not."""
+
+    backend: str
+    variant: str
+    cases: int
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+
+
+def backend_summaries(
+    rows: list[CaseComparison],
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+) -> list[BackendSummary]:
+    """A summary per backend with at least three cases judged on processes. Its interval is a
+    one-sample t interval of the cases' log ratios: the spread *between cases* is what it
+    trusts, since one backend's cases share its worker processes and are not independent."""
+    by_backend: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        value = r.adjusted if r.adjusted == r.adjusted else r.ratio
+        if r.test == "processes" and value == value and value > 0:
+            by_backend.setdefault((r.backend, r.variant), []).append(math.log(value))
+    out = []
+    for (backend, variant), logs in by_backend.items():
+        n = len(logs)
+        if n < 3:
+            continue
+        mean = statistics.mean(logs)
+        half = t_quantile(1 - alpha / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+        ratio, low, high = math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+        within = 1.0 / (1.0 + threshold) <= ratio <= 1.0 + threshold
+        if not within and (low > 1 or high < 1):
+            verdict = "slower" if ratio > 1 else "faster"
+        elif within and 1.0 / (1.0 + 2 * threshold) <= low and high <= 1.0 + 2 * threshold:
+            verdict = "same"
+        else:
+            verdict = "noisy"
+        out.append(BackendSummary(backend, variant, n, ratio, low, high, verdict))
+    return out
