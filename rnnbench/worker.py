@@ -110,23 +110,5 @@ def _serve() -> None:
         wire.send(out, reply, out_arrays)
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when its parent dies. A benchmark parent keeps idle
-    workers stopped (SIGSTOP) while another takes its turn; a stopped worker never reads the
-    closed pipe that would end it, and would stay stopped forever if the parent were killed."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):  # no libc symbol to call: the pipe still ends it
-        pass
-
-
 if __name__ == "__main__":
-    _die_with_parent()
     _serve()

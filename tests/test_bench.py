@@ -803,6 +803,10 @@ def in_process(monkeypatch: pytest.MonkeyPatch, fake_backend: str) -> Any:
     monkeypatch.setattr(runner, "Worker", InProcessWorker)
     monkeypatch.setattr(runner, "machine_record", lambda: {"hostname": Setup.host, "cpu": {}})
     monkeypatch.setattr(jobs, "runtime_info", lambda: {"threads": {"host": Setup.host}, "tf32": {}})
+    # the jobs' full collections (a worker's own heap is small) walk all of pytest's here
+    monkeypatch.setattr(jobs, "gc", type("NoFullGC", (), {"collect": staticmethod(lambda *a: 0),
+                        "disable": staticmethod(lambda: None),
+                        "enable": staticmethod(lambda: None)}))  # fmt: skip
     return Setup
 
 

@@ -241,8 +241,11 @@ class _Turns:
     after each call, waiting for the next. With a case's processes and the other backends
     alive side by side, those spinning threads took the cores from the worker being timed:
     on two cores, three NumPy processes differed by 136% (one was 11x slower), against 2%
-    with one BLAS thread. Stopped, they cannot run at all. Where there is no SIGSTOP (not
-    POSIX), workers are left running."""
+    with one BLAS thread. Stopped, they cannot run at all. Every way out of a run continues
+    them first (before they exit or are killed). Should the parent itself be killed, a
+    stopped worker whose process group is left orphaned (a run started from a shell) gets
+    SIGHUP and SIGCONT from the kernel and ends. Where there is no SIGSTOP (not POSIX),
+    workers are left running."""
 
     def __init__(self) -> None:
         self.stopped: set[int] = set()
