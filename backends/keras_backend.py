@@ -533,15 +533,24 @@ class KerasCell(BaseCell):
         return tensors
 
     def run(self, prepared: Any) -> Any:
-        """The eager variant's run: the model called in the cell's scope (the jit variants of
-        the subclasses override this with the one call of their compiled function)."""
+        """eager: the model called in the cell's scope; jit: one call of the model's compiled
+        function (``_call_jit``), with nothing else per call: what it ran is the record its
+        trace left (``_traced``)."""
         key, inputs = prepared
+        if self.variant != "eager":
+            self._last_key = key
+            return self._call_jit(self._fns.get(key) or self._jit_fn(key), key, inputs)
         with self._scope(), recording() as ran:
             out = self._models[key](inputs, training=False)
         if ran:
             self._ran[key] = list(dict.fromkeys(ran))
         self._last_key = key
         return out
+
+    def _call_jit(self, fn: Any, key: str | None, inputs: list[Any]) -> Any:
+        """Hook: one call of the jit variant's compiled function ``fn`` of the model ``key``
+        on the prepared ``inputs``."""
+        raise NotImplementedError  # a subclass without a jit variant refuses it (_check_variant)
 
     def fetch(self, result: Any) -> tuple[np.ndarray, Any]:
         with self._scope():
@@ -733,14 +742,9 @@ class KerasTensorFlowCell(KerasCell):
 
         return tf.function(forward, jit_compile=True)
 
-    def run(self, prepared: Any) -> Any:
-        if self.variant == "eager":
-            return super().run(prepared)
-        # The jit variant: one call of the model's tf.function on the prepared tensors; what
-        # it ran is the record its trace left (_traced).
-        key, inputs = prepared
-        self._last_key = key
-        fn = self._fns.get(key) or self._jit_fn(key)
+    def _call_jit(self, fn: Any, key: str | None, inputs: list[Any]) -> Any:
+        # the tensors as separate arguments (see _compile), in a device scope only on a
+        # machine where TensorFlow would otherwise place them on a GPU
         if self._call_scope is None:
             return fn(*inputs)
         with self._call_scope():
@@ -866,14 +870,8 @@ class KerasJaxCell(KerasCell):
 
         return jax.jit(forward)
 
-    def run(self, prepared: Any) -> Any:
-        if self.variant == "eager":
-            return super().run(prepared)
-        # The jit variant: one call of the model's jitted function on its variables' current
-        # values and the prepared list; what it ran is the record its trace left (_traced).
-        key, inputs = prepared
-        self._last_key = key
-        fn = self._fns.get(key) or self._jit_fn(key)
+    def _call_jit(self, fn: Any, key: str | None, inputs: list[Any]) -> Any:
+        # the variables' current values go in as arguments (stateless_call)
         return fn(self._values[key], inputs)
 
     def _gradient_fn(self, key: str | None, model: Any, n_float: int) -> Any:

@@ -190,6 +190,12 @@ def key_of(record: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(values[f] for f in KEY_FIELDS)
 
 
+def group_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The case a record (or ``BenchCase.to_dict()``) measured, without its backend and
+    variant: the cases of one group run interleaved, and compare one backend with another."""
+    return tuple(v for f, v in zip(KEY_FIELDS, key_of(record)) if f not in ("backend", "variant"))
+
+
 def expand_cases(
     backends_variants: Sequence[tuple[str, str]],
     *,

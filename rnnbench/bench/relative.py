@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rnnbench.bench.cases import KEY_FIELDS, key_of
+from rnnbench.bench.cases import group_of
 from rnnbench.bench.stats import LogSpread, log_spread, pooled_variance, ratio_interval
 from rnnbench.texttable import text_table
 
@@ -43,13 +43,15 @@ class Relative:
     baseline_processes: int
 
 
-def group_of(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The case a record measured, without its backend and variant."""
-    return tuple(v for f, v in zip(KEY_FIELDS, key_of(record)) if f not in ("backend", "variant"))
-
-
-def _spread(record: dict[str, Any]) -> LogSpread | None:
-    medians = record.get("process_medians") or [record.get("median_s")]
+def process_spread(record: dict[str, Any], single: bool = True) -> LogSpread | None:
+    """``LogSpread`` of a record's process medians. A record before processes (bench/1.4 and
+    older) is one process, its median (``single``), or None (``single=False``: a caller that
+    judges such a record another way)."""
+    medians = record.get("process_medians")
+    if not isinstance(medians, list) or not medians:
+        if not single:
+            return None
+        medians = [record.get("median_s")]
     return log_spread([m for m in medians if isinstance(m, (int, float))])
 
 
@@ -60,7 +62,7 @@ def pooled_by_backend(
     measured cases (``stats.pooled_variance``), and its degrees of freedom."""
     spreads: dict[tuple[str, str], list[LogSpread]] = {}
     for r in records:
-        s = _spread(r) if r.get("status") == "ok" else None
+        s = process_spread(r) if r.get("status") == "ok" else None
         if s is not None:
             spreads.setdefault((r["backend"], r.get("variant", "default")), []).append(s)
     return {k: pooled_variance(v) for k, v in spreads.items()}
@@ -93,17 +95,17 @@ def relative_speeds(
     rows = []
     for members in groups.values():
         if base_name == "fastest":
-            base = min(members, key=lambda r: _spread(r).center_s)  # type: ignore[union-attr]
+            base = min(members, key=lambda r: process_spread(r).center_s)  # type: ignore[union-attr]
         else:
             named = [r for r in members if r["backend"] == base_name]
             if not named:
                 continue
             base = named[0]
-        b = _spread(base)
+        b = process_spread(base)
         if b is None:
             continue
         for r in members:
-            a = _spread(r)
+            a = process_spread(r)
             if a is None:
                 continue
             ci = ratio_interval(

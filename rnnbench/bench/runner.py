@@ -25,7 +25,7 @@ import numpy as np
 
 from rnnbench.bench import jobs
 from rnnbench.bench import limits as limits_mod
-from rnnbench.bench.cases import KEY_FIELDS, BenchCase, expand_cases
+from rnnbench.bench.cases import BenchCase, expand_cases, group_of
 from rnnbench.bench.machine import (
     cuda_unavailable_reason,
     device_env,
@@ -295,7 +295,6 @@ class _Slot:
     compile_s: float | None = None
     warmup_rounds: int = 0
     done: bool = False
-    tail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -314,15 +313,13 @@ class _CaseRun:
         return [s for slot in self.slots for s in slot.samples]
 
 
-def group_key(case: BenchCase) -> tuple[Any, ...]:
-    """Cases that differ only in backend and variant: they run interleaved, side by side."""
-    return tuple(v for f, v in zip(KEY_FIELDS, case.key()) if f not in ("backend", "variant"))
-
-
 class _Run:
     def __init__(self, config: BenchConfig, reporter: Reporter) -> None:
         if config.processes < 1:
-            raise SpecError(f"processes must be >= 1, got {config.processes}")
+            raise SpecError(
+                f"processes must be >= 1, got {config.processes}",
+                "give each case at least one worker process (--processes 1 or more)",
+            )
         self.config = config
         self.reporter = reporter
         self.file = ResultsFile(config.out)
@@ -375,7 +372,7 @@ class _Run:
             worker = self.helpers[threads] = Worker(name, env)
         self.turns.give(worker, list(self.pool.values()))
         try:
-            return worker.call(f"{target}", timeout=self.config.timeout, **kwargs)[0]
+            return worker.call(target, timeout=self.config.timeout, **kwargs)[0]
         except RNNBenchError:
             self.helpers.pop(threads, None)
             worker.kill()
@@ -424,24 +421,22 @@ class _Run:
                 )
         return self.peaks[key]
 
-    def calibrate(self, when: str) -> None:
-        """A short GEMM at the first peak's best size, at the start and at the end of the run:
-        how much the machine's own speed moved while the cases ran (``rnnbench compare``
-        also reads it as the noise between runs that no spread within a run shows)."""
-        if not self.config.peak or not self.peaks:
+    def calibrate(self, when: str, case: BenchCase) -> None:
+        """A short GEMM at the best size of ``case``'s peak (the run's first case, at the
+        start and at the end of the run): how much the machine's own speed moved while the
+        cases ran (``rnnbench compare`` also reads it as the noise between runs that no
+        spread within a run shows)."""
+        key = _peak_key(case.device, case.dtype, case.threads)
+        peak = self.peaks.get(key) if self.config.peak else None
+        if not peak or not peak.get("gflops"):
             return
-        key, peak = next(iter(self.peaks.items()))
-        if not peak.get("gflops"):
-            return
-        device, dtype, *rest = key.split("/")
-        threads = int(rest[0].split("=")[1]) if rest else None
         try:
             got = self._helper_call(
                 "calibration",
-                threads,
+                case.threads,
                 f"{JOBS}:gemm_peak",
-                device=device,
-                dtype=dtype,
+                device=case.device,
+                dtype=case.dtype,
                 min_time=CALIBRATION_TIME,
                 sizes=[int(peak["size"])] if peak.get("size") else None,
             )
@@ -463,7 +458,7 @@ class _Run:
         key = _peak_key(case.device, case.dtype, case.threads)
         shapes = [list(s) for s in limits_mod.gemm_shapes(case.to_dict())]
         held = self.limits.get(key) or self.file.held_limits(key) or {}
-        missing = [s for s in shapes if ",".join(map(str, s)) not in held.get("gemm", {})]
+        missing = [s for s in shapes if limits_mod.shape_key(s) not in held.get("gemm", {})]
         if missing or "bandwidth" not in held:
             try:
                 got = self._helper_call(
@@ -511,9 +506,7 @@ class _Run:
         wanted = {(c.backend, c.variant, c.threads) for c in cases}
         for key, worker in list(self.pool.items()):
             if key[:3] not in wanted:
-                del self.pool[key]
-                self.turns.release([worker])
-                worker.close()
+                self._drop(worker, kill=False)
 
     # --- one case ------------------------------------------------------------------------
     def record(
@@ -668,10 +661,7 @@ class _Run:
             self._fail(run, exc)
 
     def _teardown(self, run: _CaseRun) -> None:
-        tails = []
-        for slot in run.slots:
-            slot.tail = self._call(run, slot, "teardown")
-            tails.append(slot.tail)
+        tails = [self._call(run, slot, "teardown") for slot in run.slots]
         first = tails[0]
         rec = self._finish(run, "ok", None)
         rec["info"] = first.get("info", run.partial.get("info"))
@@ -815,12 +805,14 @@ class _Run:
         self.reporter.start(len(cases), self.summary.already_done, self.config.out)
         groups: dict[tuple[Any, ...], list[BenchCase]] = {}
         for case in todo:
-            groups.setdefault(group_key(case), []).append(case)
+            groups.setdefault(group_of(case.to_dict()), []).append(case)
+        first: BenchCase | None = None  # the case whose peak calibrates the run
         try:
             for index, group in enumerate(groups.values()):
                 if index == 0 and any(case.backend not in skip for case in group):
-                    self.peak(group[0])
-                    self.calibrate("start")
+                    first = group[0]
+                    self.peak(first)
+                    self.calibrate("start", first)
                 self._run_group(group, skip)
         except KeyboardInterrupt:
             self.summary.interrupted = True
@@ -834,8 +826,8 @@ class _Run:
             # each exits in its own time (a library's teardown): side by side
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as closing:
                 list(closing.map(Worker.close, workers))
-            if not self.summary.interrupted and self.summary.count("ok"):
-                self.calibrate("end")
+            if first is not None and not self.summary.interrupted and self.summary.count("ok"):
+                self.calibrate("end", first)
             for worker in self.helpers.values():
                 worker.close()
             self.run_record["finished"] = _now()

@@ -47,13 +47,13 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rnnbench.bench.relative import group_of, pooled_by_backend
+from rnnbench.bench.cases import group_of
+from rnnbench.bench.relative import pooled_by_backend, process_spread
 from rnnbench.bench.stability import other_busy
 from rnnbench.bench.stats import (
     LogSpread,
     difference_variance,
     interval_of,
-    log_spread,
     t_quantile,
 )
 from rnnbench.commands.common import cell_name
@@ -156,13 +156,6 @@ def describe_case(result: dict[str, Any]) -> str:
     )
 
 
-def _processes(result: dict[str, Any]) -> LogSpread | None:
-    medians = result.get("process_medians")
-    if not isinstance(medians, list) or not medians:
-        return None
-    return log_spread([m for m in medians if isinstance(m, (int, float))])
-
-
 def verdict_for(
     old: dict[str, Any],
     new: dict[str, Any],
@@ -191,7 +184,7 @@ def verdict_for(
         reason = (bad.get("error") or "no reason recorded").split("\nHint:")[0]
         out.note = f"{bad['status']}: {reason}"
         return out
-    a, b = _processes(new), _processes(old)
+    a, b = process_spread(new, single=False), process_spread(old, single=False)
     if a is not None and b is not None and (a.n > 1 or b.n > 1):
         return _judge_processes(out, old, new, a, b, threshold, alpha, noise or _Noise())
     out.ratio = new["median_s"] / old["median_s"]
@@ -331,7 +324,7 @@ def _others(
         old_r = old_by_key.get(key)
         if old_r is None or not (is_ok(old_r) and is_ok(new_r)):
             continue
-        a, b = _processes(new_r), _processes(old_r)
+        a, b = process_spread(new_r, single=False), process_spread(old_r, single=False)
         if a is None or b is None:
             continue
         backend = (new_r["backend"], new_r.get("variant", "default"))
